@@ -1,0 +1,51 @@
+"""The ``mmprep`` command: a click group whose commands are imported only when used.
+
+Command modules stay light at import time (no torch), so ``mmprep --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from mmprep import __version__
+
+# name -> "module:attribute"; the one place commands are registered.
+COMMANDS: dict[str, str] = {
+    "sample-data": "mmprep.cli.sample_data:sample_data",
+    "extract": "mmprep.cli.extract:extract",
+    "pipelines": "mmprep.cli.pipelines:pipelines",
+    "bench": "mmprep.cli.bench:bench",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                              "max_content_width": 100})
+@click.version_option(__version__, "--version", "-V", prog_name="mmprep")
+def cli() -> None:
+    """mmprep: raw video/audio/text datasets to training-ready multimodal artifacts.
+
+    \b
+    Typical chain:
+      mmprep sample-data demo/raw --n 16
+      mmprep extract demo/raw/manifest.jsonl -o demo/shards --pipeline gram-vast
+
+    Run `mmprep COMMAND --help` for each command's options.
+    """
+
+
+def main() -> None:
+    cli(prog_name="mmprep")

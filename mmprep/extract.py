@@ -1,0 +1,295 @@
+"""The extract stages for one sample and one shard.
+
+``process_sample`` turns a ``Sample`` into the tar members of the shard contract
+(``KEY.json``, ``KEY.fNNN.jpg`` or ``KEY.frames.npy``, ``KEY.mel.npy``, ``KEY.tok.npy``,
+``KEY.mask.npy``, ``KEY.txt``). ``run_shard`` runs it over one slice of the manifest and
+writes the shard's tar(s) and, last, its stats file. Neither ever raises for a bad
+sample: failures become error records.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmprep import __version__
+from mmprep.config import config_hash, to_dict
+from mmprep.errors import SampleError
+from mmprep.media.audio import AudioConfig, audio_features
+from mmprep.media.frames import encode_jpeg
+from mmprep.media.video import VideoConfig, sample_frames, sample_seed
+from mmprep.shards import (
+    ShardConfig,
+    ShardWriter,
+    atomic_write_json,
+    clear_shard,
+    npy_bytes,
+    shard_stem,
+    stats_path,
+)
+from mmprep.sources import Sample
+from mmprep.text import TextConfig, clean_captions, get_tokenizer
+
+STAGES = ("manifest", "text", "video", "audio", "write")
+
+
+@dataclass
+class ExtractConfig:
+    """Everything that decides the content of the shards (hashed into the metadata)."""
+
+    video: VideoConfig = field(default_factory=VideoConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+    seed: int = 0
+    pipeline: str = "default"  # preset name, recorded in the metadata
+
+    def content_hash(self) -> str:
+        """Hash of the options that change sample content (not shard grouping)."""
+        data = to_dict(self)
+        data.pop("shards")
+        data["video"].pop("threads")
+        return config_hash(data)
+
+
+def _stage_error(stage: str, exc: BaseException) -> SampleError:
+    if isinstance(exc, SampleError):
+        return exc
+    err = SampleError(stage, f"{type(exc).__name__}: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+def error_record(sample: Sample, exc: SampleError) -> dict[str, Any]:
+    cause = exc.__cause__
+    return {
+        "key": sample.key,
+        "index": sample.index,
+        "source": sample.source,
+        "lines": sample.lines,
+        "stage": exc.stage,
+        "type": type(cause).__name__ if cause is not None else "SampleError",
+        "message": str(exc),
+    }
+
+
+def process_sample(
+    sample: Sample, cfg: ExtractConfig, timings: dict[str, float] | None = None
+) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+    """Run all stages for one sample; returns (tar members, metadata).
+
+    Raises ``SampleError`` (with the failing stage) for any problem with this sample.
+    """
+    timings = timings if timings is not None else {}
+    if sample.error:
+        raise SampleError("manifest", sample.error)
+    seed = sample_seed(cfg.seed, sample.key)
+    clip_len = None if sample.end is None else sample.end - (sample.start or 0.0)
+    meta: dict[str, Any] = {
+        "key": sample.key,
+        "source": sample.source,
+        "source_key": sample.source_key,
+        "index": sample.index,
+        "split": sample.split,
+        "start": sample.start,
+        "end": sample.end,
+    }
+    members: list[tuple[str, bytes]] = []
+    warnings: list[str] = []
+
+    t0 = time.perf_counter()
+    try:
+        captions, text_warnings = clean_captions(sample.captions, cfg.text)
+        warnings += text_warnings
+        tok = None
+        if cfg.text.enabled:
+            tokenizer = get_tokenizer(cfg.text.tokenizer, cfg.text.max_length, cfg.text.lowercase)
+            tok = tokenizer(captions)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an error record
+        raise _stage_error("text", exc) from exc
+    timings["text"] = timings.get("text", 0.0) + time.perf_counter() - t0
+
+    frame_members: list[tuple[str, bytes]] = []
+    if cfg.video.enabled:
+        t0 = time.perf_counter()
+        try:
+            fs = sample_frames(sample.source, cfg.video, start=sample.start, end=sample.end,
+                               seed=seed)
+            if cfg.video.format == "jpg":
+                frame_members = [
+                    (f"f{i:03d}.jpg", encode_jpeg(arr, cfg.video.jpeg_quality))
+                    for i, arr in enumerate(fs.frames)
+                ]
+            else:
+                import numpy as np
+
+                frame_members = [("frames.npy", npy_bytes(np.stack(fs.frames)))]
+        except Exception as exc:  # noqa: BLE001
+            raise _stage_error("video", exc) from exc
+        timings["video"] = timings.get("video", 0.0) + time.perf_counter() - t0
+        info = fs.info
+        clip_len = fs.window[1] - fs.window[0]
+        height, width = fs.frames[0].shape[:2]
+        meta["video"] = {
+            "codec": info.codec,
+            "width": info.width,
+            "height": info.height,
+            "rotation": info.rotation,
+            "fps": round(info.fps, 6) if info.fps else None,
+            "stream_duration": round(info.duration, 6) if info.duration else None,
+            "sampling": cfg.video.sampling,
+            "num_frames": len(fs.frames),
+            "frame_timestamps": fs.timestamps,
+            "size": [height, width],
+            "resize": cfg.video.resize,
+            "format": cfg.video.format,
+            "mean": list(cfg.video.mean) if cfg.video.mean else None,
+            "std": list(cfg.video.std) if cfg.video.std else None,
+        }
+        if len(set(fs.timestamps)) < len(fs.timestamps):
+            warnings.append("fewer distinct frames than requested: some frames repeat")
+        if fs.stats.get("bad_packets"):
+            warnings.append(f"video: {fs.stats['bad_packets']} undecodable packet(s) skipped")
+
+    mel = None
+    if cfg.audio.enabled:
+        t0 = time.perf_counter()
+        try:
+            af = audio_features(sample.source, cfg.audio, start=sample.start, end=sample.end,
+                                seed=seed, clip_seconds=clip_len)
+        except Exception as exc:  # noqa: BLE001
+            raise _stage_error("audio", exc) from exc
+        timings["audio"] = timings.get("audio", 0.0) + time.perf_counter() - t0
+        mel = af.mel
+        if clip_len is None and af.has_audio:
+            clip_len = af.meta.get("duration")
+        meta["has_audio"] = af.has_audio
+        meta["audio"] = {**af.meta, "valid_frames": af.valid_frames,
+                         "shape": list(mel.shape) if mel is not None else None}
+        if af.meta.get("bad_packets"):
+            warnings.append(f"audio: {af.meta['bad_packets']} undecodable packet(s) skipped")
+    else:
+        meta["has_audio"] = False
+
+    video_meta = meta.get("video", {})
+    meta.update(
+        duration=round(clip_len, 6) if clip_len is not None else None,
+        fps=video_meta.get("fps"),
+        size=video_meta.get("size"),
+        frame_timestamps=video_meta.get("frame_timestamps"),
+        audio_rate=cfg.audio.sample_rate if cfg.audio.enabled else None,
+        mel_hop=cfg.audio.hop_ms / 1000 if cfg.audio.enabled else None,
+        captions=captions,
+        num_captions=len(captions),
+    )
+    if tok is not None:
+        meta["text"] = {
+            "tokenizer": cfg.text.tokenizer,
+            "max_length": cfg.text.max_length,
+            "pad_id": tokenizer.pad_id,
+            "lengths": [int(x) for x in tok.mask.sum(axis=1)],
+            "truncated": tok.truncated,
+        }
+    meta.update(
+        meta=sample.meta,
+        warnings=warnings,
+        pipeline=cfg.pipeline,
+        pipeline_hash=cfg.content_hash(),
+        mmprep_version=__version__,
+    )
+    members.append(("json", json.dumps(meta, ensure_ascii=False).encode("utf-8")))
+    members.extend(frame_members)
+    if mel is not None:
+        members.append(("mel.npy", npy_bytes(mel)))
+    if tok is not None:
+        members.append(("tok.npy", npy_bytes(tok.ids)))
+        if cfg.text.attention_mask:
+            members.append(("mask.npy", npy_bytes(tok.mask)))
+    members.append(("txt", (captions[0] if captions else "").encode("utf-8")))
+    return members, meta
+
+
+@dataclass
+class ShardResult:
+    index: int
+    ok: int
+    failed: int
+    errors: list[dict[str, Any]]
+    stats: dict[str, Any]
+
+
+def run_shard(
+    index: int,
+    samples: list[Sample],
+    cfg: ExtractConfig,
+    out_dir: str | Path,
+    *,
+    fail_fast: bool = False,
+    on_sample=None,
+) -> ShardResult:
+    """Process ``samples`` into shard ``index`` of ``out_dir``; write the marker last.
+
+    ``on_sample(ok: bool)`` is called after each sample (progress reporting).
+    """
+    out_dir = Path(out_dir)
+    name = cfg.shards.name
+    clear_shard(out_dir, name, index)
+    writer = ShardWriter(out_dir, name, index, cfg.shards.max_bytes)
+    timings: dict[str, float] = {}
+    errors: list[dict[str, Any]] = []
+    keys: list[str] = []
+    warnings = 0
+    started = time.time()
+    t_start = time.perf_counter()
+    try:
+        for sample in samples:
+            try:
+                members, meta = process_sample(sample, cfg, timings)
+            except SampleError as exc:
+                if fail_fast:
+                    raise
+                record = error_record(sample, exc)
+                if exc.__cause__ is not None and exc.stage not in ("manifest",):
+                    tb = traceback.extract_tb(exc.__cause__.__traceback__)
+                    if tb:
+                        record["where"] = f"{Path(tb[-1].filename).name}:{tb[-1].lineno}"
+                errors.append(record)
+                if on_sample:
+                    on_sample(False)
+                continue
+            t0 = time.perf_counter()
+            writer.write(sample.key, members)
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
+            keys.append(sample.key)
+            warnings += len(meta.get("warnings", []))
+            if on_sample:
+                on_sample(True)
+        t0 = time.perf_counter()
+        parts = writer.close()
+        timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
+    except BaseException:
+        writer.abort()
+        raise
+    stats = {
+        "name": name,
+        "index": index,
+        "shard": shard_stem(name, index),
+        "files": parts,
+        "count": {"input": len(samples), "ok": len(keys), "failed": len(errors)},
+        "manifest_range": [samples[0].index, samples[-1].index + 1] if samples else [0, 0],
+        "keys": keys,
+        "errors": errors,
+        "warnings": warnings,
+        "timings": {k: round(v, 4) for k, v in sorted(timings.items())},
+        "seconds": round(time.perf_counter() - t_start, 4),
+        "bytes": sum(p["bytes"] for p in parts),
+        "started": started,
+        "pipeline_hash": cfg.content_hash(),
+        "mmprep_version": __version__,
+    }
+    atomic_write_json(stats_path(out_dir, name, index), stats)
+    return ShardResult(index=index, ok=len(keys), failed=len(errors), errors=errors, stats=stats)

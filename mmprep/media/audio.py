@@ -1,0 +1,284 @@
+"""Audio: decode with PyAV, downmix to mono and resample (libswresample), log-mel features.
+
+Features are either Kaldi-compatible filter banks (``torchaudio.compliance.kaldi.fbank``)
+or ``torchaudio.transforms.MelSpectrogram`` followed by a log; both are normalised as
+``(x - mean) / std`` and returned as (frames, mel_bins) float arrays, optionally cut into
+fixed-length slices.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from mmprep.errors import SampleError
+from mmprep.media.io import open_media
+
+_MAX_BAD_PACKETS = 64
+
+
+@dataclass
+class AudioConfig:
+    """Audio decoding and log-mel feature options."""
+
+    enabled: bool = True
+    sample_rate: int = 16000
+    features: Literal["fbank", "melspectrogram"] = "fbank"
+    mel_bins: int = 64
+    window_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int | None = None  # melspectrogram: default next power of two >= window
+    window: Literal["povey", "hanning", "hamming", "rectangular", "blackman"] = "povey"
+    waveform_scale: float = 1.0  # 32768 puts [-1, 1] audio in the int16 range Kaldi expects
+    dither: float = 0.0
+    log_eps: float = 1e-6  # melspectrogram: log(x + eps)
+    mean: float = 0.0  # features are stored as (x - mean) / std
+    std: float = 1.0
+    target_frames: int | None = None  # pad/cut to this many frames (e.g. 1024 = 10.24 s)
+    slices: int = 1  # with target_frames: keep this many slices (VAST-style)
+    slice_sampling: Literal["uniform", "random"] = "uniform"
+    pad_value: float = 0.0  # value of padded frames, after normalisation
+    dtype: Literal["float32", "float16"] = "float32"
+    missing: Literal["zeros", "omit", "error"] = "zeros"  # clips without an audio track
+
+    def __post_init__(self) -> None:
+        if self.sample_rate < 1000:
+            raise ValueError("sample_rate must be >= 1000")
+        if self.mel_bins < 1:
+            raise ValueError("mel_bins must be >= 1")
+        if self.window_ms <= 0 or self.hop_ms <= 0:
+            raise ValueError("window_ms and hop_ms must be > 0")
+        if self.std == 0:
+            raise ValueError("std must not be 0")
+        if self.target_frames is not None and self.target_frames < 1:
+            raise ValueError("target_frames must be >= 1")
+        if self.slices < 1:
+            raise ValueError("slices must be >= 1")
+        if self.slices > 1 and self.target_frames is None:
+            raise ValueError("slices > 1 needs target_frames")
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.sample_rate * self.window_ms / 1000))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+
+@dataclass
+class Waveform:
+    samples: np.ndarray  # (n,) float32 mono in [-1, 1]
+    sample_rate: int
+    source_rate: int
+    source_channels: int
+    codec: str
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return self.samples.shape[0] / self.sample_rate
+
+
+def decode_audio(
+    source: Any,
+    sample_rate: int = 16000,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    max_seconds: float | None = None,
+) -> Waveform | None:
+    """Decode the first audio stream as mono float32 at ``sample_rate``.
+
+    Returns None when the file has no audio stream. ``start``/``end`` cut the clip
+    (seconds from the start of the stream); ``max_seconds`` stops decoding early.
+    """
+    import av
+
+    with open_media(source, stage="audio") as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        ctx = stream.codec_context
+        origin = stream.start_time or 0
+        tb = float(stream.time_base) if stream.time_base else 1.0 / (ctx.sample_rate or 1)
+        lo = max(0.0, float(start or 0.0))
+        hi = None if end is None else float(end)
+        if max_seconds is not None:
+            hi = lo + max_seconds if hi is None else min(hi, lo + max_seconds)
+        if lo > 1.0:
+            container.seek(int((lo - 0.5) / tb) + origin, stream=stream, backward=True)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        first_time: float | None = None
+        bad = 0
+        total = 0
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    bad += 1
+                    if bad > _MAX_BAD_PACKETS:
+                        raise
+                    continue
+                for frame in frames:
+                    if first_time is None:
+                        first_time = ((frame.pts - origin) * tb) if frame.pts is not None else 0.0
+                    for out in resampler.resample(frame):
+                        arr = out.to_ndarray().reshape(-1)
+                        chunks.append(arr)
+                        total += arr.shape[0]
+                if hi is not None and first_time is not None and (
+                    first_time + total / sample_rate >= hi + 0.1
+                ):
+                    break
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            raise SampleError("audio", f"audio decoding failed: {exc}") from exc
+        wave = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        first_time = first_time or 0.0
+        a = max(0, int(round((lo - first_time) * sample_rate)))
+        b = wave.shape[0] if hi is None else max(a, int(round((hi - first_time) * sample_rate)))
+        wave = np.ascontiguousarray(wave[a:b], dtype=np.float32)
+        return Waveform(
+            samples=wave,
+            sample_rate=sample_rate,
+            source_rate=ctx.sample_rate or 0,
+            source_channels=ctx.channels or 0,
+            codec=ctx.name,
+            stats={"bad_packets": bad},
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_transform(sample_rate: int, n_fft: int, win: int, hop: int, n_mels: int):
+    import torchaudio
+
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=sample_rate, n_fft=n_fft, win_length=win, hop_length=hop, n_mels=n_mels,
+        power=2.0,
+    )
+
+
+def log_mel(samples: np.ndarray, cfg: AudioConfig) -> np.ndarray:
+    """Normalised log-mel features, (frames, mel_bins) float32."""
+    import torch
+
+    win = cfg.window_samples
+    if samples.shape[0] < win:  # shorter than one window: pad to one frame
+        samples = np.pad(samples, (0, win - samples.shape[0]))
+    wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+    if cfg.waveform_scale != 1.0:
+        wave = wave * cfg.waveform_scale
+    with torch.no_grad():
+        if cfg.features == "fbank":
+            from torchaudio.compliance import kaldi
+
+            feats = kaldi.fbank(
+                wave.unsqueeze(0),
+                sample_frequency=float(cfg.sample_rate),
+                num_mel_bins=cfg.mel_bins,
+                frame_length=cfg.window_ms,
+                frame_shift=cfg.hop_ms,
+                dither=cfg.dither,
+                window_type=cfg.window,
+            )
+        else:
+            n_fft = cfg.n_fft or 1 << max(0, math.ceil(math.log2(win)))
+            mel = _mel_transform(cfg.sample_rate, n_fft, win, cfg.hop_samples, cfg.mel_bins)
+            feats = torch.log(mel(wave) + cfg.log_eps).T
+        feats = (feats - cfg.mean) / cfg.std
+    return feats.numpy().astype(np.float32, copy=False)
+
+
+def fix_length(
+    feats: np.ndarray, cfg: AudioConfig, *, seed: int = 0
+) -> tuple[np.ndarray, list[int]]:
+    """Cut/pad to ``target_frames``; returns the array and the valid frames per slice.
+
+    The frames are padded (with ``pad_value``) to a whole number of ``target_frames``
+    chunks, the chunks are split into ``slices`` equal groups, and one chunk is taken from
+    each group: the middle one (``uniform``) or a random one (``random``).
+    """
+    if cfg.target_frames is None:
+        return feats, [int(feats.shape[0])]
+    target, n = cfg.target_frames, feats.shape[0]
+    total = max(target * cfg.slices, math.ceil(n / target) * target)
+    padded = np.full((total, feats.shape[1]), cfg.pad_value, dtype=feats.dtype)
+    padded[:n] = feats
+    groups = np.array_split(np.arange(total // target), cfg.slices)
+    rng = np.random.default_rng(seed)
+    picks = [
+        int(g[(len(g) + 1) // 2 - 1]) if cfg.slice_sampling == "uniform" else int(rng.choice(g))
+        for g in groups
+    ]
+    out = np.stack([padded[i * target : (i + 1) * target] for i in picks])
+    valid = [int(min(target, max(0, n - i * target))) for i in picks]
+    return (out[0] if cfg.slices == 1 else out), valid
+
+
+@dataclass
+class AudioFeatures:
+    mel: np.ndarray | None  # None when the clip has no audio and missing == "omit"
+    has_audio: bool
+    valid_frames: list[int]
+    meta: dict[str, Any]
+
+
+def audio_features(
+    source: Any,
+    cfg: AudioConfig,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    seed: int = 0,
+    clip_seconds: float | None = None,
+) -> AudioFeatures:
+    """Decode, featurise and fix the length of one clip's audio, applying ``cfg.missing``.
+
+    ``clip_seconds`` sizes the all-zero features of a clip without audio when no
+    ``target_frames`` is set.
+    """
+    wave = decode_audio(source, cfg.sample_rate, start=start, end=end)
+    meta: dict[str, Any] = {
+        "sample_rate": cfg.sample_rate,
+        "features": cfg.features,
+        "mel_bins": cfg.mel_bins,
+        "hop_s": cfg.hop_ms / 1000,
+        "window_s": cfg.window_ms / 1000,
+        "mean": cfg.mean,
+        "std": cfg.std,
+    }
+    if wave is None or wave.samples.shape[0] == 0:
+        reason = "no audio stream" if wave is None else "audio stream has no samples"
+        if cfg.missing == "error":
+            raise SampleError("audio", f"{reason} (audio.missing=error)")
+        meta["missing_reason"] = reason
+        if cfg.missing == "omit":
+            return AudioFeatures(None, False, [], meta)
+        if cfg.target_frames is not None:
+            frames = cfg.target_frames
+        else:
+            seconds = clip_seconds or 0.0
+            frames = max(1, 1 + int((seconds * 1000 - cfg.window_ms) // cfg.hop_ms))
+        shape = (frames, cfg.mel_bins) if cfg.slices == 1 else (cfg.slices, frames, cfg.mel_bins)
+        zeros = np.zeros(shape, dtype=cfg.dtype)
+        return AudioFeatures(zeros, False, [0] * cfg.slices, meta)
+    feats = log_mel(wave.samples, cfg)
+    mel, valid = fix_length(feats, cfg, seed=seed)
+    meta.update(
+        duration=round(wave.duration, 6),
+        frames=int(feats.shape[0]),
+        source_sample_rate=wave.source_rate,
+        source_channels=wave.source_channels,
+        codec=wave.codec,
+    )
+    if wave.stats.get("bad_packets"):
+        meta["bad_packets"] = wave.stats["bad_packets"]
+    return AudioFeatures(mel.astype(cfg.dtype, copy=False), True, valid, meta)

@@ -1,0 +1,136 @@
+"""Frame geometry and encoding: resize modes, rotation, JPEG.
+
+Resizing is done by libswscale through PyAV's ``VideoFrame.reformat`` (colour
+conversion and scaling in one pass, no full-resolution RGB copy); cropping, padding
+and rotation are numpy slicing on the already small result.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+ResizeMode = Literal["shorter-side", "center-crop", "pad", "none"]
+Interpolation = Literal["bilinear", "bicubic", "area", "lanczos"]
+
+_SWS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "area": "AREA", "lanczos": "LANCZOS"}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How to turn one decoded (coded-orientation) frame into the output array."""
+
+    scale_w: int  # width passed to swscale, in coded orientation
+    scale_h: int
+    rotation: int  # clockwise degrees to apply after scaling: 0, 90, 180, 270
+    crop: tuple[int, int, int, int] | None  # top, left, height, width (display orientation)
+    pad: tuple[int, int, int, int] | None  # top, left, out_h, out_w (display orientation)
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        """(height, width) of the output frames."""
+        if self.crop is not None:
+            return self.crop[2], self.crop[3]
+        if self.pad is not None:
+            return self.pad[2], self.pad[3]
+        h, w = self.scale_h, self.scale_w
+        return (w, h) if self.rotation in (90, 270) else (h, w)
+
+
+def normalize_rotation(degrees: float | int | None) -> int:
+    """Clockwise rotation (0/90/180/270) needed to display a frame upright.
+
+    FFmpeg's display matrix angle is counter-clockwise; the picture must be turned by
+    the opposite amount, which is what ``ffmpeg`` does when it auto-rotates.
+    """
+    if not degrees:
+        return 0
+    ccw = int(round(float(degrees) / 90.0)) * 90 % 360
+    return (360 - ccw) % 360 if ccw else 0
+
+
+def plan_geometry(
+    width: int,
+    height: int,
+    *,
+    size: int | None,
+    mode: ResizeMode,
+    rotation: int = 0,
+    sar: float = 1.0,
+) -> Geometry:
+    """Compute scale/crop/pad for a coded ``width``x``height`` frame.
+
+    ``size`` is the target side: the shorter side for ``shorter-side``, the square side
+    for ``center-crop`` and ``pad``. ``sar`` is the sample aspect ratio (non-square pixels).
+    """
+    if width < 1 or height < 1:
+        raise ValueError(f"invalid frame size {width}x{height}")
+    disp_w = max(1, int(round(width * (sar if sar and sar > 0 else 1.0))))
+    disp_h = height
+    if rotation in (90, 270):
+        disp_w, disp_h = disp_h, disp_w
+    crop = pad = None
+    if size is None or mode == "none":
+        out_w, out_h = disp_w, disp_h
+    elif mode in ("shorter-side", "center-crop"):
+        scale = size / min(disp_w, disp_h)
+        out_w, out_h = int(round(disp_w * scale)), int(round(disp_h * scale))
+        if disp_w <= disp_h:
+            out_w = size
+        else:
+            out_h = size
+        if mode == "center-crop":
+            top, left = (out_h - size) // 2, (out_w - size) // 2
+            crop = (top, left, size, size)
+    elif mode == "pad":
+        scale = size / max(disp_w, disp_h)
+        out_w = max(1, min(size, int(round(disp_w * scale))))
+        out_h = max(1, min(size, int(round(disp_h * scale))))
+        pad = ((size - out_h) // 2, (size - out_w) // 2, size, size)
+    else:  # pragma: no cover - guarded by config validation
+        raise ValueError(f"unknown resize mode {mode!r}")
+    scale_w, scale_h = (out_h, out_w) if rotation in (90, 270) else (out_w, out_h)
+    return Geometry(scale_w=scale_w, scale_h=scale_h, rotation=rotation, crop=crop, pad=pad)
+
+
+def render(frame, geom: Geometry, interpolation: Interpolation = "bicubic") -> np.ndarray:
+    """Scale a PyAV ``VideoFrame`` and return an (H, W, 3) uint8 RGB array."""
+    if frame.width == geom.scale_w and frame.height == geom.scale_h:
+        arr = frame.to_ndarray(format="rgb24")
+    else:
+        arr = frame.reformat(
+            width=geom.scale_w,
+            height=geom.scale_h,
+            format="rgb24",
+            interpolation=_SWS[interpolation],
+        ).to_ndarray()
+    if geom.rotation:
+        arr = np.rot90(arr, k=-geom.rotation // 90)
+    if geom.crop is not None:
+        top, left, h, w = geom.crop
+        arr = arr[top : top + h, left : left + w]
+    if geom.pad is not None:
+        top, left, h, w = geom.pad
+        canvas = np.zeros((h, w, 3), dtype=np.uint8)
+        canvas[top : top + arr.shape[0], left : left + arr.shape[1]] = arr
+        arr = canvas
+    return np.ascontiguousarray(arr)
+
+
+def encode_jpeg(arr: np.ndarray, quality: int = 90) -> bytes:
+    """Encode an (H, W, 3) uint8 array as baseline JPEG (deterministic bytes)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality))
+    return buf.getvalue()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))

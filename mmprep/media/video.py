@@ -1,0 +1,378 @@
+"""Video decoding with PyAV and frame sampling.
+
+The sampler never decodes a whole long video to get a few frames: before each target
+time it decides whether to keep decoding forward or to seek to the nearest keyframe at
+or before the target (learning the keyframe interval as it goes, so it does not seek
+backwards into frames it already decoded), then decodes up to the frame that is on
+screen at the target time.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from mmprep.errors import SampleError
+from mmprep.media.frames import Interpolation, ResizeMode, normalize_rotation, plan_geometry, render
+from mmprep.media.io import open_media
+
+Sampling = Literal["uniform", "random", "fps", "keyframes"]
+
+_EPS = 1e-6
+_MAX_BAD_PACKETS = 64
+
+
+@dataclass
+class VideoConfig:
+    """Frame sampling and resizing options."""
+
+    enabled: bool = True
+    sampling: Sampling = "uniform"
+    num_frames: int = 8  # uniform / random: frames per clip
+    fps: float = 1.0  # sampling=fps: frames per second
+    max_frames: int | None = None  # fps / keyframes: cap, evenly thinned
+    size: int | None = 224  # target side (None: keep decoded size)
+    resize: ResizeMode = "center-crop"
+    interpolation: Interpolation = "bicubic"
+    format: Literal["jpg", "raw"] = "jpg"
+    jpeg_quality: int = 90
+    mean: tuple[float, float, float] | None = None  # recorded for trainers; pixels stay uint8
+    std: tuple[float, float, float] | None = None
+    threads: int = 1  # decoder threads (0: let FFmpeg choose)
+    seek: bool = True  # seek to the nearest keyframe before far targets
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1:
+            raise ValueError("num_frames must be >= 1")
+        if self.fps <= 0:
+            raise ValueError("fps must be > 0")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError("max_frames must be >= 1")
+        if self.size is not None and self.size < 1:
+            raise ValueError("size must be >= 1")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError("jpeg_quality must be within 1..100")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0")
+
+
+@dataclass
+class VideoInfo:
+    """What the container says about the video stream (times in seconds)."""
+
+    duration: float | None
+    fps: float | None
+    width: int
+    height: int
+    codec: str
+    rotation: int  # clockwise degrees applied to display upright
+    frames: int | None
+    sar: float = 1.0
+
+
+@dataclass
+class FrameSample:
+    frames: list[np.ndarray]
+    timestamps: list[float]  # seconds from the start of the stream
+    info: VideoInfo
+    window: tuple[float, float]
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def sample_seed(seed: int, key: str) -> int:
+    """A per-sample seed that depends only on the run seed and the sample key."""
+    return (int(seed) * 1_000_003 + zlib.crc32(key.encode("utf-8"))) % (2**32)
+
+
+def target_times(
+    cfg: VideoConfig, start: float, end: float, *, seed: int = 0
+) -> list[float]:
+    """Times (seconds) at which frames are wanted inside ``[start, end)``."""
+    length = end - start
+    if cfg.sampling in ("uniform", "random"):
+        n = cfg.num_frames
+        seg = length / n
+        if cfg.sampling == "uniform":
+            offsets = np.full(n, 0.5)
+        else:
+            offsets = np.random.default_rng(seed).uniform(0.0, 1.0, size=n)
+        return [start + (i + float(o)) * seg for i, o in enumerate(offsets)]
+    if cfg.sampling == "fps":
+        count = max(1, int(math.ceil(length * cfg.fps - _EPS)))
+        times = [start + k / cfg.fps for k in range(count)]
+        return _thin(times, cfg.max_frames)
+    raise ValueError(f"target_times does not apply to sampling={cfg.sampling!r}")
+
+
+def _thin(items: list, limit: int | None) -> list:
+    if limit is None or len(items) <= limit:
+        return items
+    idx = np.linspace(0, len(items) - 1, limit).round().astype(int)
+    return [items[i] for i in idx]
+
+
+def probe(container, stream) -> VideoInfo:
+    ctx = stream.codec_context
+    tb = stream.time_base
+    duration = None
+    if stream.duration is not None and tb is not None:
+        duration = float(stream.duration * tb)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000
+    rate = stream.average_rate or stream.guessed_rate
+    fps = float(rate) if rate else None
+    sar = ctx.sample_aspect_ratio
+    return VideoInfo(
+        duration=duration if duration and duration > 0 else None,
+        fps=fps,
+        width=ctx.width,
+        height=ctx.height,
+        codec=ctx.name,
+        rotation=0,
+        frames=stream.frames or None,
+        sar=float(sar) if sar else 1.0,
+    )
+
+
+class FrameReader:
+    """Frames of one video stream in display order, with keyframe seeking.
+
+    Frames travel as ``(time, frame)`` pairs. ``frame_at(t)`` returns the pair on
+    screen at ``t``: the last frame whose time is <= t (the first frame if ``t`` is
+    before it). Targets must be non-decreasing.
+    """
+
+    def __init__(self, container, stream, *, seek: bool = True, min_seek_gap: float = 0.5):
+        self.container = container
+        self.stream = stream
+        self.tb = float(stream.time_base)
+        self.origin = stream.start_time if stream.start_time is not None else 0
+        rate = stream.average_rate or stream.guessed_rate
+        self.frame_step = 1.0 / float(rate) if rate else 0.04
+        self.allow_seek = seek
+        self.min_seek_gap = min_seek_gap
+        self.kf_interval = 0.0  # largest keyframe spacing observed so far
+        self.last_kf: float | None = None
+        self.prev: tuple | None = None  # last decoded (time, frame) with time <= target
+        self.pending: tuple | None = None  # decoded (time, frame) beyond the target
+        self._iter: Iterator | None = None
+        self._last_time: float | None = None
+        self.stats = {"decoded": 0, "seeks": 0, "bad_packets": 0}
+
+    def _decode(self) -> Iterator[tuple[float, Any]]:
+        import av
+
+        for packet in self.container.demux(self.stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                self.stats["bad_packets"] += 1
+                if self.stats["bad_packets"] > _MAX_BAD_PACKETS:
+                    raise
+                continue
+            for frame in frames:
+                self.stats["decoded"] += 1
+                if frame.pts is not None:
+                    t = (frame.pts - self.origin) * self.tb
+                elif self._last_time is not None:  # no timestamp: nominal frame rate
+                    t = self._last_time + self.frame_step
+                else:
+                    t = 0.0
+                self._last_time = t
+                yield t, frame
+
+    def _next(self) -> tuple[float, Any] | None:
+        if self._iter is None:
+            self._iter = self._decode()
+        item = next(self._iter, None)
+        if item is not None and item[1].key_frame:
+            t = item[0]
+            if self.last_kf is not None and t > self.last_kf:
+                self.kf_interval = max(self.kf_interval, t - self.last_kf)
+            self.last_kf = t
+        return item
+
+    def _position(self) -> float | None:
+        ref = self.pending if self.pending is not None else self.prev
+        return None if ref is None else ref[0]
+
+    def _should_seek(self, t: float) -> bool:
+        if not self.allow_seek:
+            return False
+        pos = self._position()
+        if pos is None:
+            pos = 0.0
+        threshold = max(self.min_seek_gap, self.kf_interval)
+        if self.last_kf is not None and pos > self.last_kf:
+            # No keyframe seen since last_kf: the interval is at least this long.
+            threshold = max(threshold, pos - self.last_kf)
+        return t - pos > threshold
+
+    def _seek_to(self, offset: int) -> None:
+        self.container.seek(offset, stream=self.stream, backward=True, any_frame=False)
+        self.stats["seeks"] += 1
+        self._iter = None
+        self._last_time = None
+        self.prev = None
+        self.pending = self._next()
+
+    def _seek(self, t: float) -> None:
+        before = self._position()
+        self._seek_to(int(math.floor(t / self.tb)) + self.origin)
+        if self.pending is None:
+            return
+        landed = self.pending[0]
+        if before is not None and landed <= before + _EPS:
+            # Went back to an already decoded keyframe: the interval is longer than the gap.
+            self.kf_interval = max(self.kf_interval, t - landed)
+        if landed > t + _EPS and t > 0:
+            # Broken or coarse index: the seek overshot. Start again from the beginning.
+            self._seek_to(self.origin)
+
+    def frame_at(self, t: float) -> tuple[float, Any] | None:
+        if self._should_seek(t):
+            self._seek(t)
+        while True:
+            item = self.pending if self.pending is not None else self._next()
+            self.pending = None
+            if item is None:
+                break
+            if item[0] <= t + _EPS:
+                self.prev = item
+                continue
+            self.pending = item
+            break
+        return self.prev if self.prev is not None else self.pending
+
+    def keyframes(self, start: float = 0.0) -> Iterator[tuple[float, Any]]:
+        """Decode only keyframes (the decoder discards everything else) from ``start``."""
+        self.stream.codec_context.skip_frame = "NONKEY"
+        try:
+            if start > 0 and self.allow_seek:
+                self._seek_to(int(math.floor(start / self.tb)) + self.origin)
+                item, self.pending = self.pending, None
+                if item is not None:
+                    yield item
+            while (item := self._next()) is not None:
+                yield item
+        finally:
+            self.stream.codec_context.skip_frame = "DEFAULT"
+
+
+def _frame_rotation(frame) -> int:
+    try:
+        return normalize_rotation(frame.rotation)
+    except (AttributeError, ValueError, TypeError):
+        return 0
+
+
+def _stream_duration_by_scan(container, stream) -> float | None:
+    """Last timestamp of the stream, found by demuxing (no decoding)."""
+    tb = float(stream.time_base)
+    origin = stream.start_time or 0
+    last = None
+    for packet in container.demux(stream):
+        if packet.pts is None:
+            continue
+        end = packet.pts + (packet.duration or 0)
+        last = end if last is None else max(last, end)
+    container.seek(origin, stream=stream, backward=True, any_frame=False)
+    return None if last is None else (last - origin) * tb
+
+
+def sample_frames(
+    source: Any,
+    cfg: VideoConfig,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    seed: int = 0,
+) -> FrameSample:
+    """Decode ``source`` (path or binary file object) and sample frames per ``cfg``.
+
+    ``start``/``end`` (seconds) cut a clip out of a longer video. Raises ``SampleError``
+    for unreadable input, a missing video stream, or an empty clip window.
+    """
+    import av
+
+    with open_media(source, stage="video") as container:
+        if not container.streams.video:
+            raise SampleError("video", "no video stream in file")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        ctx.thread_count = cfg.threads
+        if cfg.threads != 1:
+            ctx.thread_type = "AUTO"
+        info = probe(container, stream)
+        duration = info.duration
+        if duration is None:
+            duration = _stream_duration_by_scan(container, stream)
+        if not duration or duration <= 0:
+            raise SampleError("video", "cannot determine the video duration (no timestamps)")
+        lo = max(0.0, float(start or 0.0))
+        hi = duration if end is None else min(float(end), duration)
+        if hi - lo <= _EPS:
+            raise SampleError(
+                "video",
+                f"empty clip window [{lo:.3f}, {hi:.3f}] s (video lasts {duration:.3f} s)",
+            )
+        reader = FrameReader(container, stream, seek=cfg.seek)
+        try:
+            if cfg.sampling == "keyframes":
+                picked = []
+                for item in reader.keyframes(lo):
+                    if item[0] >= hi:
+                        break
+                    if item[0] >= lo - _EPS:
+                        picked.append(item)
+                picked = _thin(picked, cfg.max_frames)
+            else:
+                picked = []
+                for t in target_times(cfg, lo, hi, seed=seed):
+                    item = reader.frame_at(t)
+                    if item is not None:
+                        picked.append(item)
+        except av.error.FFmpegError as exc:
+            raise SampleError("video", f"decoding failed: {exc}") from exc
+        if not picked:
+            raise SampleError("video", "no decodable frame in the clip window")
+        info.duration = duration
+        first = picked[0][1]
+        info.rotation = _frame_rotation(first)
+        geom = plan_geometry(
+            first.width,
+            first.height,
+            size=cfg.size,
+            mode=cfg.resize,
+            rotation=info.rotation,
+            sar=info.sar,
+        )
+        arrays, times = [], []
+        for ts, frame in picked:
+            if (frame.width, frame.height) != (first.width, first.height):
+                # Resolution change mid-stream: plan again so all outputs share one size.
+                g = plan_geometry(
+                    frame.width, frame.height, size=cfg.size, mode=cfg.resize,
+                    rotation=info.rotation, sar=info.sar,
+                )
+                arr = render(frame, g, cfg.interpolation)
+                if arr.shape[:2] != geom.out_size:
+                    arr = _fit(arr, geom.out_size)
+            else:
+                arr = render(frame, geom, cfg.interpolation)
+            arrays.append(arr)
+            times.append(round(ts, 6))
+        return FrameSample(
+            frames=arrays, timestamps=times, info=info, window=(lo, hi), stats=reader.stats
+        )
+
+
+def _fit(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(arr).resize((size[1], size[0]), Image.BICUBIC))

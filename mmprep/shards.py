@@ -1,0 +1,204 @@
+"""WebDataset shard files: deterministic tar writing, completion markers, listing.
+
+A shard ``NAME-000042`` covers a fixed slice of the manifest. Its samples go to
+``NAME-000042.tar`` (and ``NAME-000042_1.tar``, ... when ``max_bytes`` splits it); each
+tar is written under a temporary name and renamed when complete. The shard's stats file
+``NAME-000042.stats.json`` is written last, also by rename: it is the completion marker.
+A shard without it is incomplete and is redone on the next run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TMP_SUFFIX = ".tmp"
+STATS_SUFFIX = ".stats.json"
+
+
+@dataclass
+class ShardConfig:
+    """How samples are grouped into shard files."""
+
+    name: str = "shard"  # file prefix: NAME-000000.tar
+    samples_per_shard: int = 1000
+    max_bytes: int | None = None  # split a shard's tar into parts above this size
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.name):
+            raise ValueError(
+                f"shard name {self.name!r} must start with a letter or digit and contain "
+                "only letters, digits, '_' and '-'"
+            )
+        if self.samples_per_shard < 1:
+            raise ValueError("samples_per_shard must be >= 1")
+        if self.max_bytes is not None and self.max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+
+
+def shard_stem(name: str, index: int) -> str:
+    return f"{name}-{index:06d}"
+
+
+def part_name(name: str, index: int, part: int) -> str:
+    stem = shard_stem(name, index)
+    return f"{stem}.tar" if part == 0 else f"{stem}_{part}.tar"
+
+
+def stats_path(out_dir: Path, name: str, index: int) -> Path:
+    return Path(out_dir) / f"{shard_stem(name, index)}{STATS_SUFFIX}"
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode())
+
+
+class ShardWriter:
+    """Writes one shard's samples into one or more tar parts, deterministically.
+
+    Every tar member has mtime 0, uid/gid 0, mode 0644 and empty owner names, so the same
+    samples always give byte-identical tars.
+    """
+
+    def __init__(self, out_dir: Path, name: str, index: int, max_bytes: int | None = None):
+        self.out_dir = Path(out_dir)
+        self.name = name
+        self.index = index
+        self.max_bytes = max_bytes
+        self.parts: list[dict[str, Any]] = []
+        self._fh = None
+        self._tar: tarfile.TarFile | None = None
+        self._part_bytes = 0
+        self._part_samples = 0
+
+    def _open_part(self) -> None:
+        part = len(self.parts)
+        final = self.out_dir / part_name(self.name, self.index, part)
+        self._tmp = final.with_name(final.name + TMP_SUFFIX)
+        self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed in _close_part/abort
+        self._tar = tarfile.open(  # noqa: SIM115
+            fileobj=self._fh, mode="w", format=tarfile.PAX_FORMAT
+        )
+        self.parts.append({"file": final.name, "samples": 0, "bytes": 0})
+        self._part_bytes = 0
+        self._part_samples = 0
+
+    def _close_part(self) -> None:
+        if self._tar is None:
+            return
+        self._tar.close()
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        final = self.out_dir / self.parts[-1]["file"]
+        os.replace(self._tmp, final)
+        self.parts[-1]["bytes"] = final.stat().st_size
+        self._tar = self._fh = None
+
+    def write(self, key: str, members: Iterable[tuple[str, bytes]]) -> int:
+        """Add one sample (``KEY.suffix`` members); returns its size in bytes."""
+        members = list(members)
+        size = sum(512 + -(-len(data) // 512) * 512 for _, data in members)
+        if self._tar is None:
+            self._open_part()
+        elif self.max_bytes is not None and self._part_samples and (
+            self._part_bytes + size > self.max_bytes
+        ):
+            self._close_part()
+            self._open_part()
+        for suffix, data in members:
+            info = tarfile.TarInfo(name=f"{key}.{suffix}")
+            info.size = len(data)
+            info.mtime = 0
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            self._tar.addfile(info, io.BytesIO(data))
+        self._part_bytes += size
+        self._part_samples += 1
+        self.parts[-1]["samples"] += 1
+        return size
+
+    def close(self) -> list[dict[str, Any]]:
+        """Finish the last part (an empty shard still gets one, empty, tar)."""
+        if self._tar is None and not self.parts:
+            self._open_part()
+        self._close_part()
+        _fsync_dir(self.out_dir)
+        return self.parts
+
+    def abort(self) -> None:
+        if self._tar is not None:
+            try:
+                self._tar.close()
+                self._fh.close()
+            finally:
+                Path(self._tmp).unlink(missing_ok=True)
+            self._tar = self._fh = None
+
+
+def clear_shard(out_dir: Path, name: str, index: int) -> None:
+    """Remove every file of shard ``index`` (parts, temporaries, marker)."""
+    stem = shard_stem(name, index)
+    for path in Path(out_dir).glob(f"{stem}*"):
+        rest = path.name[len(stem):]
+        if rest == "" or rest[0] in "._":
+            path.unlink(missing_ok=True)
+
+
+def read_stats(out_dir: Path) -> list[dict[str, Any]]:
+    """Stats of every complete shard in ``out_dir``, in shard order."""
+    stats = []
+    for path in sorted(Path(out_dir).glob(f"*{STATS_SUFFIX}")):
+        try:
+            stats.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            continue
+    stats.sort(key=lambda s: (s.get("name", ""), s.get("index", 0)))
+    return stats
+
+
+def shard_files(out_dir: str | Path) -> list[str]:
+    """Paths of the tar files of all complete shards, in order (for ``WebDataset(...)``)."""
+    out_dir = Path(out_dir)
+    return [str(out_dir / p["file"]) for s in read_stats(out_dir) for p in s.get("files", [])]

@@ -1,0 +1,375 @@
+"""Manifests (CSV, TSV, JSONL, JSON, Parquet, folders, stdin) to ``Sample`` records.
+
+Every row becomes a sample or, when the row itself is unusable (no media path, bad
+start/end, a key that names another video), a sample carrying an ``error`` so it ends up
+as an error record instead of vanishing. Rows naming the same clip (same key, or same
+media path and cut when there is no key column) are merged: their captions are joined,
+which is how one-row-per-caption layouts such as MSR-VTT's are read.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmprep.errors import MmprepError
+
+VIDEO_COLUMNS = ("video", "path", "file", "filepath", "video_path", "audio", "media")
+CAPTION_COLUMNS = ("caption", "captions", "text", "sentence", "sentences")
+KEY_COLUMNS = ("key",)
+MEDIA_EXTENSIONS = (
+    ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".flv", ".wmv", ".mpg", ".mpeg",
+    ".ts", ".mts", ".3gp", ".ogv", ".gif",
+    ".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac",
+)
+FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "folder")
+
+
+@dataclass
+class Sample:
+    """One clip to process. ``index`` is its position in the manifest (shard assignment)."""
+
+    index: int
+    key: str
+    source: str
+    captions: list[str] = field(default_factory=list)
+    start: float | None = None
+    end: float | None = None
+    split: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    source_key: str = ""
+    lines: list[int] = field(default_factory=list)
+    error: str | None = None  # a manifest-level problem: becomes an error record
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "key": self.key, "source": self.source,
+            "captions": self.captions, "start": self.start, "end": self.end,
+            "split": self.split, "meta": self.meta, "source_key": self.source_key,
+            "lines": self.lines, "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sample:
+        return cls(**data)
+
+
+@dataclass
+class Columns:
+    """Which manifest columns hold the media path, captions and key (None: aliases)."""
+
+    video: str | None = None
+    caption: str | None = None
+    key: str | None = None
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def sanitize_key(text: str, max_len: int = 120) -> str:
+    """A safe file-name stem: ASCII letters, digits, ``_`` and ``-`` only.
+
+    No ``/``, no dots (WebDataset splits member names at the first dot), no control
+    characters, no leading dot or dash. Long keys keep a hash of the original.
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    key = _UNSAFE.sub("_", ascii_text).strip("_").lstrip("-")
+    if not key:
+        key = "sample_" + hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    if len(key) > max_len:
+        digest = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        key = key[: max_len - 9] + "_" + digest
+    return key
+
+
+def is_url(text: str) -> bool:
+    return "://" in text[:16]
+
+
+def _read_bytes(source: str | Path) -> bytes:
+    if str(source) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise MmprepError(f"cannot read manifest {source}: {exc.strerror or exc}") from exc
+
+
+def _maybe_gunzip(data: bytes, name: str) -> bytes:
+    if data[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise MmprepError(f"manifest {name} is a broken gzip file: {exc}") from exc
+    return data
+
+
+def detect_format(name: str, text: str) -> str:
+    lower = name.lower().removesuffix(".gz")
+    for ext, fmt in ((".csv", "csv"), (".tsv", "tsv"), (".jsonl", "jsonl"), (".ndjson", "jsonl"),
+                     (".json", "json"), (".parquet", "parquet")):
+        if lower.endswith(ext):
+            return fmt
+    head = text.lstrip()[:1]
+    if head == "{":
+        return "jsonl"
+    if head == "[":
+        return "json"
+    first = text.split("\n", 1)[0]
+    return "tsv" if "\t" in first else "csv"
+
+
+def _decode(data: bytes) -> str:
+    text = data.decode("utf-8", "surrogateescape")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _rows_delimited(text: str, delimiter: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = None
+    for row in reader:
+        if not row or all(not c.strip() for c in row):
+            continue
+        if header is None:
+            header = [h.strip() for h in row]
+            continue
+        line = reader.line_num
+        if len(row) > len(header):
+            yield line, f"row has {len(row)} fields, the header has {len(header)}"
+            continue
+        yield line, {h: v for h, v in zip(header, row)}
+
+
+def _rows_jsonl(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    for i, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield i, f"invalid JSON: {exc.msg} at column {exc.colno}"
+            continue
+        if isinstance(obj, dict):
+            yield i, obj
+        else:
+            yield i, f"expected a JSON object, got {type(obj).__name__}"
+
+
+def _rows_json(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MmprepError(f"manifest is not valid JSON: {exc}") from exc
+    if isinstance(data, dict):
+        # {"key": {...}} or {"key": "caption"} mappings.
+        data = [
+            ({"key": k, **v} if isinstance(v, dict) else {"key": k, "caption": v})
+            for k, v in data.items()
+        ]
+    if not isinstance(data, list):
+        raise MmprepError("a JSON manifest must be a list of objects or a mapping")
+    for i, obj in enumerate(data, start=1):
+        yield i, obj if isinstance(obj, dict) else f"item {i} is not an object"
+
+
+def _rows_parquet(data: bytes) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise MmprepError(
+            "reading Parquet manifests needs pyarrow: pip install 'mmprep[parquet]'"
+        ) from exc
+    table = pq.read_table(io.BytesIO(data))
+    yield from enumerate(table.to_pylist(), start=1)
+
+
+def _rows_folder(folder: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".")
+    )
+    if not files:
+        raise MmprepError(f"no media files ({', '.join(MEDIA_EXTENSIONS[:6])}, ...) under {folder}")
+    for i, path in enumerate(files, start=1):
+        rel = path.relative_to(folder)
+        row: dict[str, Any] = {"video": str(rel), "key": str(rel.with_suffix(""))}
+        sidecar = path.with_suffix(".txt")
+        if sidecar.is_file():
+            text = _decode(sidecar.read_bytes())
+            row["caption"] = [c for c in text.splitlines() if c.strip()]
+        yield i, row
+
+
+def _pick(row: dict[str, Any], explicit: str | None, aliases: tuple[str, ...]) -> str | None:
+    if explicit is not None:
+        return explicit if explicit in row else None
+    return next((a for a in aliases if a in row), None)
+
+
+def _captions(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value if v is not None]
+    text = str(value)
+    if text.lstrip().startswith("["):
+        try:
+            parsed = json.loads(text)
+            if isinstance(parsed, list):
+                return [str(v) for v in parsed if v is not None]
+        except json.JSONDecodeError:
+            pass
+    return [text]
+
+
+def _time(value: Any, name: str) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is not a number of seconds") from None
+    if t != t or t < 0:
+        raise ValueError(f"{name}={value!r} must be a non-negative number of seconds")
+    return t
+
+
+def _ms(t: float) -> str:
+    return str(int(round(t * 1000)))
+
+
+def read_manifest(
+    source: str | Path,
+    *,
+    fmt: str | None = None,
+    root: str | Path | None = None,
+    columns: Columns | None = None,
+) -> list[Sample]:
+    """Read a manifest (or a folder of media with ``.txt`` caption sidecars).
+
+    ``source`` may be ``-`` for stdin. Relative media paths are resolved against
+    ``root`` (default: the manifest's folder, or the current folder for stdin).
+    """
+    columns = columns or Columns()
+    name = str(source)
+    if fmt not in (None, *FORMATS):
+        raise MmprepError(f"unknown manifest format {fmt!r} (allowed: {', '.join(FORMATS)})")
+    if name != "-" and (fmt == "folder" or (fmt is None and Path(name).is_dir())):
+        folder = Path(name)
+        base = Path(root) if root is not None else folder
+        rows = _rows_folder(folder)
+    else:
+        if root is not None:
+            base = Path(root)
+        else:
+            base = Path.cwd() if name == "-" else Path(name).parent
+        data = _maybe_gunzip(_read_bytes(name), name)
+        if fmt == "parquet" or (fmt is None and name.lower().endswith(".parquet")):
+            rows = _rows_parquet(data)
+        else:
+            text = _decode(data)
+            kind = fmt or detect_format(name, text)
+            if kind == "parquet":
+                rows = _rows_parquet(data)
+            elif kind in ("csv", "tsv"):
+                rows = _rows_delimited(text, "\t" if kind == "tsv" else ",")
+            elif kind == "jsonl":
+                rows = _rows_jsonl(text)
+            else:
+                rows = _rows_json(text)
+    return build_samples(rows, base=base, columns=columns)
+
+
+def build_samples(
+    rows, *, base: Path, columns: Columns
+) -> list[Sample]:
+    samples: list[Sample] = []
+    by_identity: dict[tuple, Sample] = {}
+    used: set[str] = set()
+    for line, row in rows:
+        if isinstance(row, str):
+            samples.append(_bad(len(samples), line, row, used))
+            continue
+        vcol = _pick(row, columns.video, VIDEO_COLUMNS)
+        ccol = _pick(row, columns.caption, CAPTION_COLUMNS)
+        kcol = _pick(row, columns.key, KEY_COLUMNS)
+        media = row.get(vcol) if vcol else None
+        if media is None or not str(media).strip():
+            wanted = columns.video or "video"
+            samples.append(_bad(len(samples), line, f"no media path (column {wanted!r})", used))
+            continue
+        media = str(media).strip()
+        if not is_url(media) and not os.path.isabs(media):
+            media = str(base / media)
+        try:
+            start = _time(row.get("start"), "start")
+            end = _time(row.get("end"), "end")
+            if start is not None and end is not None and end <= start:
+                raise ValueError(f"end ({end}) must be after start ({start})")
+        except ValueError as exc:
+            samples.append(_bad(len(samples), line, str(exc), used))
+            continue
+        captions = _captions(row.get(ccol)) if ccol else []
+        explicit = row.get(kcol) if kcol else None
+        identity = (media, start, end)
+        group_key = ("key", str(explicit)) if explicit not in (None, "") else ("media", identity)
+        if group_key in by_identity:
+            first = by_identity[group_key]
+            if (first.source, first.start, first.end) != identity:
+                msg = (f"duplicate key {str(explicit)!r}: line {first.lines[0]} already uses it "
+                       "for another clip")
+                samples.append(_bad(len(samples), line, msg, used))
+                continue
+            first.captions.extend(captions)
+            first.lines.append(line)
+            continue
+        if explicit not in (None, ""):
+            source_key = str(explicit)
+        else:
+            stem = Path(media.split("?")[0]).stem if is_url(media) else Path(media).stem
+            source_key = stem if start is None and end is None else (
+                f"{stem}_{_ms(start or 0)}-{_ms(end) if end is not None else 'end'}")
+        known = {vcol, ccol, kcol, "start", "end", "split"}
+        meta = {k: v for k, v in row.items() if k not in known and k}
+        split = row.get("split")
+        sample = Sample(
+            index=len(samples),
+            key=_unique(sanitize_key(source_key), used),
+            source=media,
+            captions=captions,
+            start=start,
+            end=end,
+            split=str(split) if split not in (None, "") else None,
+            meta=meta,
+            source_key=source_key,
+            lines=[line],
+        )
+        by_identity[group_key] = sample
+        samples.append(sample)
+    return samples
+
+
+def _unique(key: str, used: set[str]) -> str:
+    candidate, n = key, 1
+    while candidate in used:
+        candidate = f"{key}-{n}"
+        n += 1
+    used.add(candidate)
+    return candidate
+
+
+def _bad(index: int, line: int, message: str, used: set[str]) -> Sample:
+    key = _unique(f"line_{line}", used)
+    return Sample(index=index, key=key, source="", lines=[line], error=f"line {line}: {message}",
+                  source_key=key)
