@@ -49,7 +49,7 @@ class TextConfig:
 
 
 _WS = re.compile(r"\s+")
-_CONTROL = ("Cc", "Cf", "Zl", "Zp")
+_CONTROL = ("Cc", "Zl", "Zp")  # control characters and line/paragraph separators
 
 
 def clean_caption(text: str, cfg: TextConfig) -> tuple[str, list[str]]:
