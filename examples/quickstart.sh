@@ -13,7 +13,7 @@ echo "Shards: $(ls "$OUT"/shards/*.tar | tr '\n' ' ')"
 "${MMPREP%mmprep}python" - "$OUT/shards" <<'PY'
 import sys, webdataset as wds
 from mmprep.shards import shard_files
-ds = wds.WebDataset(shard_files(sys.argv[1]), shardshuffle=False).decode()
+ds = wds.WebDataset(shard_files(sys.argv[1]), shardshuffle=False).decode("rgb8")
 sample = next(iter(ds))
 print("first sample:", sample["__key__"])
 for name, value in sorted(sample.items()):

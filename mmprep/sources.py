@@ -267,13 +267,13 @@ def read_manifest(
         raise MmprepError(f"unknown manifest format {fmt!r} (allowed: {', '.join(FORMATS)})")
     if name != "-" and (fmt == "folder" or (fmt is None and Path(name).is_dir())):
         folder = Path(name)
-        base = Path(root) if root is not None else folder
+        base = Path(root).absolute() if root is not None else folder.absolute()
         rows = _rows_folder(folder)
     else:
         if root is not None:
-            base = Path(root)
+            base = Path(root).absolute()
         else:
-            base = Path.cwd() if name == "-" else Path(name).parent
+            base = Path.cwd() if name == "-" else Path(name).absolute().parent
         data = _maybe_gunzip(_read_bytes(name), name)
         if fmt == "parquet" or (fmt is None and name.lower().endswith(".parquet")):
             rows = _rows_parquet(data)

@@ -70,7 +70,7 @@ class VideoInfo:
     width: int
     height: int
     codec: str
-    rotation: int  # clockwise degrees applied to display upright
+    rotation: int  # display-matrix rotation, counter-clockwise degrees (as ffprobe shows it)
     frames: int | None
     sar: float = 1.0
 
@@ -218,6 +218,7 @@ class FrameReader:
         self.stats["seeks"] += 1
         self._iter = None
         self._last_time = None
+        self.last_kf = None  # keyframes before and after a seek are not neighbours
         self.prev = None
         self.pending = self._next()
 
@@ -265,8 +266,9 @@ class FrameReader:
 
 
 def _frame_rotation(frame) -> int:
+    """The display-matrix rotation as ffprobe reports it (counter-clockwise degrees)."""
     try:
-        return normalize_rotation(frame.rotation)
+        return int(round(float(frame.rotation or 0) / 90.0)) * 90 % 360
     except (AttributeError, ValueError, TypeError):
         return 0
 
@@ -349,7 +351,7 @@ def sample_frames(
             first.height,
             size=cfg.size,
             mode=cfg.resize,
-            rotation=info.rotation,
+            rotation=normalize_rotation(info.rotation),
             sar=info.sar,
         )
         arrays, times = [], []
@@ -358,7 +360,7 @@ def sample_frames(
                 # Resolution change mid-stream: plan again so all outputs share one size.
                 g = plan_geometry(
                     frame.width, frame.height, size=cfg.size, mode=cfg.resize,
-                    rotation=info.rotation, sar=info.sar,
+                    rotation=normalize_rotation(info.rotation), sar=info.sar,
                 )
                 arr = render(frame, g, cfg.interpolation)
                 if arr.shape[:2] != geom.out_size:

@@ -1,0 +1,143 @@
+"""Audio decoding, resampling and log-mel features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+from torchaudio.compliance import kaldi
+
+from mmprep.errors import SampleError
+from mmprep.media.audio import AudioConfig, audio_features, decode_audio, fix_length, log_mel
+from mmprep.testing.media import encode_clip, tone
+
+
+@pytest.fixture(scope="module")
+def stereo_48k(media_dir):
+    """3 s of 48 kHz stereo: 440 Hz left, 880 Hz right, encoded as AAC."""
+    left = tone(3.0, 48000, 440.0)[0]
+    right = tone(3.0, 48000, 880.0)[0]
+    return encode_clip(media_dir / "stereo48k.m4a", None, audio=np.stack([left, right]),
+                       sample_rate=48000)
+
+
+@pytest.fixture(scope="module")
+def wav_16k(media_dir):
+    return encode_clip(media_dir / "tone16k.wav", None, audio=tone(2.0, 16000, 440.0),
+                       sample_rate=16000, audio_codec="pcm_s16le")
+
+
+def test_decode_downmixes_and_resamples(stereo_48k):
+    wave = decode_audio(stereo_48k, 16000)
+    assert wave.source_rate == 48000 and wave.source_channels == 2
+    assert wave.sample_rate == 16000
+    assert wave.duration == pytest.approx(3.0, abs=0.06)
+    spectrum = np.abs(np.fft.rfft(wave.samples[4000:20000]))
+    freqs = np.fft.rfftfreq(16000, 1 / 16000)
+    peaks = sorted(freqs[np.argsort(spectrum)[-2:]])
+    # Both channels survive the downmix at the right pitch.
+    assert peaks == pytest.approx([440, 880], abs=3)
+
+
+def test_decode_cuts_start_end(wav_16k):
+    wave = decode_audio(wav_16k, 16000, start=0.5, end=1.25)
+    assert wave.samples.shape[0] == pytest.approx(12000, abs=2)
+    full = decode_audio(wav_16k, 16000).samples
+    assert np.abs(wave.samples - full[8000:8000 + wave.samples.shape[0]]).max() < 1e-6
+
+
+def test_fbank_matches_torchaudio_kaldi(wav_16k):
+    cfg = AudioConfig(mel_bins=64, waveform_scale=32768.0, mean=0.0, std=1.0)
+    wave = decode_audio(wav_16k, 16000).samples
+    ours = log_mel(wave, cfg)
+    ref = kaldi.fbank(torch.from_numpy(wave)[None] * 32768.0, num_mel_bins=64,
+                      sample_frequency=16000, frame_length=25, frame_shift=10, dither=0.0)
+    np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_melspectrogram_matches_torchaudio(wav_16k):
+    cfg = AudioConfig(features="melspectrogram", mel_bins=40, mean=1.0, std=2.0)
+    wave = decode_audio(wav_16k, 16000).samples
+    ours = log_mel(wave, cfg)
+    mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=512, win_length=400,
+                                               hop_length=160, n_mels=40)
+    ref = ((torch.log(mel(torch.from_numpy(wave)) + 1e-6) - 1.0) / 2.0).T
+    np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("seconds", [0.01, 0.3, 1.0, 2.5])
+def test_mel_frames_follow_duration(seconds):
+    cfg = AudioConfig()
+    n = int(16000 * seconds)
+    feats = log_mel(np.zeros(n, np.float32) + 0.01, cfg)
+    expected = 1 + (max(n, 400) - 400) // 160  # Kaldi snip_edges framing
+    assert feats.shape == (expected, 64)
+    mel = log_mel(np.zeros(n, np.float32) + 0.01, AudioConfig(features="melspectrogram"))
+    assert mel.shape == (1 + max(n, 400) // 160, 64)
+
+
+def test_normalisation_is_applied():
+    wave = tone(1.0)[0]
+    raw = log_mel(wave, AudioConfig())
+    norm = log_mel(wave, AudioConfig(mean=15.0, std=13.0))
+    np.testing.assert_allclose(norm, (raw - 15.0) / 13.0, rtol=1e-5, atol=1e-5)
+
+
+def test_fix_length_pads_and_reports_valid_frames():
+    feats = np.ones((300, 8), np.float32)
+    out, valid = fix_length(feats, AudioConfig(mel_bins=8, target_frames=1024, pad_value=-1.0))
+    assert out.shape == (1024, 8) and valid == [300]
+    assert (out[:300] == 1).all() and (out[300:] == -1).all()
+
+
+def test_fix_length_slices_long_audio():
+    feats = np.arange(5000, dtype=np.float32)[:, None].repeat(4, axis=1)
+    cfg = AudioConfig(mel_bins=4, target_frames=1000, slices=2)
+    out, valid = fix_length(feats, cfg)
+    assert out.shape == (2, 1000, 4)
+    # 5 chunks split into groups [0,1,2] and [3,4]: middle chunks 1 and 3.
+    assert out[0, 0, 0] == 1000 and out[1, 0, 0] == 3000
+    assert valid == [1000, 1000]
+    rnd, _ = fix_length(feats, AudioConfig(mel_bins=4, target_frames=1000, slices=2,
+                                           slice_sampling="random"), seed=3)
+    assert rnd.shape == (2, 1000, 4)
+
+
+def test_audio_features_for_a_video_file(sample_data):
+    clip = sample_data.parent / "clips" / "clip000000.mp4"
+    cfg = AudioConfig(target_frames=256)
+    af = audio_features(clip, cfg)
+    assert af.has_audio and af.mel.shape == (256, 64) and af.mel.dtype == np.float32
+    assert af.valid_frames[0] == pytest.approx(98, abs=3)  # ~1 s of audio at a 10 ms hop
+    assert af.meta["sample_rate"] == 16000 and af.meta["hop_s"] == 0.01
+
+
+@pytest.fixture(scope="module")
+def silent_video(media_dir):
+    frames = [np.full((32, 32, 3), 100, np.uint8)] * 12
+    return encode_clip(media_dir / "silent.mp4", frames, fps=12)
+
+
+def test_missing_audio_policies(silent_video):
+    zeros = audio_features(silent_video, AudioConfig(missing="zeros"), clip_seconds=1.0)
+    assert not zeros.has_audio and zeros.mel.shape == (98, 64) and not zeros.mel.any()
+    fixed = audio_features(silent_video, AudioConfig(missing="zeros", target_frames=100))
+    assert fixed.mel.shape == (100, 64)
+    omit = audio_features(silent_video, AudioConfig(missing="omit"))
+    assert omit.mel is None and not omit.has_audio
+    with pytest.raises(SampleError, match="no audio stream") as info:
+        audio_features(silent_video, AudioConfig(missing="error"))
+    assert info.value.stage == "audio"
+
+
+def test_float16_output(wav_16k):
+    af = audio_features(wav_16k, AudioConfig(dtype="float16"))
+    assert af.mel.dtype == np.float16
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        AudioConfig(slices=2)
+    with pytest.raises(ValueError):
+        AudioConfig(std=0)

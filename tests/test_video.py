@@ -1,0 +1,235 @@
+"""Frame sampling: which frames, in which order, at which times, at which size."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from mmprep.errors import SampleError
+from mmprep.media.frames import plan_geometry
+from mmprep.media.video import VideoConfig, sample_frames, target_times
+from mmprep.testing.media import code_frame, encode_clip, make_indexed_clip, read_code, tone
+
+FPS = 24
+
+
+def native(**kw) -> VideoConfig:
+    return VideoConfig(size=None, resize="none", **kw)
+
+
+def codes(fs) -> list[int]:
+    return [read_code(f) for f in fs.frames]
+
+
+def test_uniform_frames_are_segment_middles(indexed_clip):
+    fs = sample_frames(indexed_clip, native(num_frames=8))
+    # 10 s in 8 segments of 1.25 s: middles at 0.625 + 1.25 i -> frame floor(t * 24).
+    expected = [int(np.floor((0.625 + 1.25 * i) * FPS + 1e-9)) for i in range(8)]
+    assert codes(fs) == expected
+    assert fs.timestamps == pytest.approx([e / FPS for e in expected], abs=1e-6)
+    assert fs.timestamps == sorted(fs.timestamps)
+    assert fs.info.fps == pytest.approx(FPS)
+    assert fs.info.duration == pytest.approx(10.0)
+
+
+def test_each_frame_is_the_one_on_screen_at_its_timestamp(indexed_clip):
+    for sampling in ("uniform", "random", "fps"):
+        fs = sample_frames(indexed_clip, native(sampling=sampling, num_frames=12, fps=3), seed=5)
+        assert codes(fs) == [round(t * FPS) for t in fs.timestamps]
+
+
+def test_seeking_gives_the_same_frames_as_decoding_everything(indexed_clip):
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        cfg_seek = native(sampling="random", num_frames=int(rng.integers(1, 20)))
+        cfg_full = native(sampling="random", num_frames=cfg_seek.num_frames, seek=False)
+        a = sample_frames(indexed_clip, cfg_seek, seed=trial)
+        b = sample_frames(indexed_clip, cfg_full, seed=trial)
+        assert codes(a) == codes(b)
+        assert a.timestamps == b.timestamps
+
+
+def test_seeking_decodes_fewer_frames_on_a_long_clip(media_dir):
+    path = make_indexed_clip(media_dir / "long.mp4", 24 * 40, fps=FPS, gop=24, audio=False)
+    seek = sample_frames(path, native(num_frames=4))
+    full = sample_frames(path, native(num_frames=4, seek=False))
+    assert codes(seek) == codes(full)
+    assert seek.stats["seeks"] >= 3
+    assert seek.stats["decoded"] < full.stats["decoded"] / 3
+
+
+def test_random_sampling_is_seeded_and_one_frame_per_segment(indexed_clip):
+    a = sample_frames(indexed_clip, native(sampling="random", num_frames=8), seed=1)
+    b = sample_frames(indexed_clip, native(sampling="random", num_frames=8), seed=1)
+    c = sample_frames(indexed_clip, native(sampling="random", num_frames=8), seed=2)
+    assert codes(a) == codes(b)
+    assert codes(a) != codes(c)
+    for i, t in enumerate(a.timestamps):
+        assert 1.25 * i - 1 / FPS <= t < 1.25 * (i + 1)
+
+
+def test_fps_sampling_and_cap(indexed_clip):
+    fs = sample_frames(indexed_clip, native(sampling="fps", fps=2))
+    assert codes(fs) == [12 * k for k in range(20)]
+    capped = sample_frames(indexed_clip, native(sampling="fps", fps=2, max_frames=5))
+    assert len(capped.frames) == 5
+    assert codes(capped)[0] == 0 and codes(capped)[-1] == 228
+
+
+def test_keyframes_sampling(indexed_clip):
+    fs = sample_frames(indexed_clip, native(sampling="keyframes"))
+    got = codes(fs)
+    assert got[0] == 0
+    assert got == sorted(got) and len(got) >= 9
+    # Only keyframes were decoded.
+    assert fs.stats["decoded"] == len(got)
+
+
+def test_start_end_cut(indexed_clip):
+    fs = sample_frames(indexed_clip, native(num_frames=4), start=2.0, end=4.0)
+    assert fs.window == (2.0, 4.0)
+    assert codes(fs) == [int(np.floor((2.0 + 0.25 + 0.5 * i) * FPS + 1e-9)) for i in range(4)]
+    assert all(2.0 <= t < 4.0 for t in fs.timestamps)
+
+
+def test_end_beyond_the_video_is_clamped(indexed_clip):
+    fs = sample_frames(indexed_clip, native(num_frames=2), start=9.0, end=50.0)
+    assert fs.window == (9.0, 10.0)
+    assert codes(fs) == [222, 234]
+
+
+def test_start_beyond_the_video_is_an_error(indexed_clip):
+    with pytest.raises(SampleError, match="empty clip window"):
+        sample_frames(indexed_clip, native(), start=20.0)
+
+
+def test_clip_shorter_than_n_frames_repeats_frames(media_dir):
+    path = make_indexed_clip(media_dir / "three.mp4", 3, fps=FPS, audio=False)
+    fs = sample_frames(path, native(num_frames=8))
+    assert len(fs.frames) == 8
+    assert codes(fs) == sorted(codes(fs))
+    assert set(codes(fs)) == {0, 1, 2}
+
+
+def test_single_frame_video(media_dir):
+    path = make_indexed_clip(media_dir / "one.mp4", 1, fps=FPS, audio=False)
+    fs = sample_frames(path, native(num_frames=4))
+    assert codes(fs) == [0, 0, 0, 0]
+
+
+def test_variable_frame_rate(media_dir):
+    times = [0.0, 0.1, 0.15, 0.5, 1.2, 1.25, 1.3, 2.0, 2.9]
+    path = make_indexed_clip(media_dir / "vfr.mp4", len(times), fps=FPS, frame_times=times,
+                             audio=False, gop=None)
+    fs = sample_frames(path, native(sampling="fps", fps=4))
+    for t, c in zip(fs.timestamps, codes(fs)):
+        assert times[c] == pytest.approx(t, abs=2e-3)
+    # Frame on screen at 1.0 s is the one shown at 0.5 s.
+    assert codes(fs)[4] == 3
+
+
+@pytest.mark.parametrize(
+    "mode,size,expected",
+    [
+        ("shorter-side", 48, (48, 64)),
+        ("center-crop", 48, (48, 48)),
+        ("pad", 48, (36, 48)),
+        ("none", None, (96, 128)),
+    ],
+)
+def test_resize_modes(indexed_clip, mode, size, expected):
+    fs = sample_frames(indexed_clip, VideoConfig(size=size, resize=mode, num_frames=2))
+    h, w = fs.frames[0].shape[:2]
+    if mode == "pad":
+        assert (h, w) == (48, 48)
+        content = (fs.frames[0].sum(axis=(1, 2)) > 0).sum()
+        assert content == expected[0]  # 128x96 -> 48x36 letterboxed
+    else:
+        assert (h, w) == expected
+    assert all(f.dtype == np.uint8 and f.shape[2] == 3 for f in fs.frames)
+
+
+def test_center_crop_keeps_the_centre(media_dir):
+    # Left third red, middle green, right third blue: the centre crop is green.
+    img = np.zeros((60, 180, 3), dtype=np.uint8)
+    img[:, :60, 0] = 255
+    img[:, 60:120, 1] = 255
+    img[:, 120:, 2] = 255
+    path = encode_clip(media_dir / "thirds.mp4", [img] * 4, fps=4, pix_fmt="yuv444p")
+    fs = sample_frames(path, VideoConfig(size=30, resize="center-crop", num_frames=1))
+    mean = fs.frames[0].reshape(-1, 3).mean(axis=0)
+    assert mean[1] > 200 and mean[0] < 40 and mean[2] < 40
+
+
+@pytest.mark.parametrize("w,h", [(1, 1), (33, 17), (7, 100)])
+def test_tiny_and_odd_sizes(media_dir, w, h):
+    frames = [np.full((h, w, 3), 30 * i, dtype=np.uint8) for i in range(6)]
+    path = encode_clip(media_dir / f"odd_{w}x{h}.mkv", frames, fps=6, pix_fmt="yuv444p")
+    for mode in ("shorter-side", "center-crop", "pad"):
+        fs = sample_frames(path, VideoConfig(size=16, resize=mode, num_frames=3))
+        assert len(fs.frames) == 3
+        if mode != "shorter-side":
+            assert fs.frames[0].shape == (16, 16, 3)
+        else:
+            assert min(fs.frames[0].shape[:2]) == 16
+
+
+def test_plan_geometry_rotation_swaps_display_size():
+    g = plan_geometry(320, 180, size=90, mode="shorter-side", rotation=90)
+    assert g.out_size == (160, 90)
+    assert (g.scale_w, g.scale_h) == (160, 90)
+
+
+def test_target_times_cover_the_window():
+    times = target_times(VideoConfig(num_frames=4), 1.0, 3.0)
+    assert times == pytest.approx([1.25, 1.75, 2.25, 2.75])
+
+
+def test_audio_only_file_has_no_video(media_dir):
+    path = encode_clip(media_dir / "audio_only.m4a", None, audio=tone(1.0))
+    with pytest.raises(SampleError, match="no video stream"):
+        sample_frames(path, VideoConfig())
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [(b"", "empty file"), (b"this is not a video\n" * 10, "cannot open"), (None, "not found")],
+)
+def test_unreadable_inputs_raise_sample_errors(tmp_path, content, message):
+    path = tmp_path / "bad.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SampleError, match=message) as info:
+        sample_frames(path, VideoConfig())
+    assert info.value.stage == "video"
+
+
+def test_code_frame_round_trip():
+    for i in (0, 1, 77, 4095):
+        assert read_code(code_frame(i)) == i
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg CLI needed to tag rotation")
+@pytest.mark.parametrize("angle", [90, 180, 270])
+def test_rotated_video_comes_out_upright_like_ffmpeg(media_dir, angle):
+    img = np.zeros((60, 120, 3), dtype=np.uint8)
+    img[:30, :60] = (255, 0, 0)
+    img[:30, 60:] = (0, 255, 0)
+    img[30:, :60] = (0, 0, 255)
+    img[30:, 60:] = (255, 255, 255)
+    src = encode_clip(media_dir / "quad.mp4", [img] * 4, fps=4, pix_fmt="yuv444p")
+    rotated = media_dir / f"quad_r{angle}.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-c", "copy",
+                    "-metadata:s:v:0", f"rotate={angle}", str(rotated)], check=True)
+    h, w = (120, 60) if angle in (90, 270) else (60, 120)
+    raw = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(rotated), "-frames:v", "1",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         check=True, capture_output=True).stdout
+    reference = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
+    fs = sample_frames(rotated, native(num_frames=1))
+    assert fs.info.rotation == angle
+    assert fs.frames[0].shape == reference.shape
+    assert np.abs(fs.frames[0].astype(int) - reference).mean() < 3
