@@ -7,7 +7,10 @@ import importlib
 import click
 
 # name -> "module:attribute" of a click command; imported only when used.
-BENCH_COMMANDS: dict[str, str] = {}
+BENCH_COMMANDS: dict[str, str] = {
+    "decode": "mmprep.cli.bench_media:decode",
+    "extract": "mmprep.cli.bench_media:extract",
+}
 
 
 class _LazyBench(click.Group):

@@ -147,7 +147,7 @@ class FrameReader:
     before it). Targets must be non-decreasing.
     """
 
-    def __init__(self, container, stream, *, seek: bool = True, min_seek_gap: float = 0.5):
+    def __init__(self, container, stream, *, seek: bool = True, min_seek_gap: float = 1.0):
         self.container = container
         self.stream = stream
         self.tb = float(stream.time_base)
