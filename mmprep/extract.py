@@ -74,17 +74,23 @@ def error_record(sample: Sample, exc: SampleError) -> dict[str, Any]:
         "stage": exc.stage,
         "type": type(cause).__name__ if cause is not None else "SampleError",
         "message": str(exc),
+        "sample": sample.to_dict(),  # everything needed to retry it (retry-failed)
     }
 
 
 def process_sample(
-    sample: Sample, cfg: ExtractConfig, timings: dict[str, float] | None = None
+    sample: Sample,
+    cfg: ExtractConfig,
+    timings: dict[str, float] | None = None,
+    on_stage=None,
 ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
     """Run all stages for one sample; returns (tar members, metadata).
 
     Raises ``SampleError`` (with the failing stage) for any problem with this sample.
+    ``on_stage(name)`` is called when a stage starts (used to report hung stages).
     """
     timings = timings if timings is not None else {}
+    on_stage = on_stage or (lambda stage: None)
     if sample.error:
         raise SampleError("manifest", sample.error)
     seed = sample_seed(cfg.seed, sample.key)
@@ -101,6 +107,7 @@ def process_sample(
     members: list[tuple[str, bytes]] = []
     warnings: list[str] = []
 
+    on_stage("text")
     t0 = time.perf_counter()
     try:
         captions, text_warnings = clean_captions(sample.captions, cfg.text)
@@ -115,25 +122,29 @@ def process_sample(
 
     frame_members: list[tuple[str, bytes]] = []
     if cfg.video.enabled:
+        on_stage("video")
         t0 = time.perf_counter()
         try:
-            fs = sample_frames(sample.source, cfg.video, start=sample.start, end=sample.end,
-                               seed=seed)
-            if cfg.video.format == "jpg":
-                frame_members = [
-                    (f"f{i:03d}.jpg", encode_jpeg(arr, cfg.video.jpeg_quality))
-                    for i, arr in enumerate(fs.frames)
-                ]
+            jpg = cfg.video.format == "jpg"
+            fs = sample_frames(
+                sample.source, cfg.video, start=sample.start, end=sample.end, seed=seed,
+                transform=(lambda a: (encode_jpeg(a, cfg.video.jpeg_quality), a.shape)) if jpg
+                else None,
+            )
+            if jpg:
+                frame_members = [(f"f{i:03d}.jpg", f[0]) for i, f in enumerate(fs.frames)]
+                out_shape = fs.frames[0][1]
             else:
                 import numpy as np
 
                 frame_members = [("frames.npy", npy_bytes(np.stack(fs.frames)))]
+                out_shape = fs.frames[0].shape
         except Exception as exc:  # noqa: BLE001
             raise _stage_error("video", exc) from exc
         timings["video"] = timings.get("video", 0.0) + time.perf_counter() - t0
         info = fs.info
         clip_len = fs.window[1] - fs.window[0]
-        height, width = fs.frames[0].shape[:2]
+        height, width = out_shape[:2]
         meta["video"] = {
             "codec": info.codec,
             "width": info.width,
@@ -157,6 +168,7 @@ def process_sample(
 
     mel = None
     if cfg.audio.enabled:
+        on_stage("audio")
         t0 = time.perf_counter()
         try:
             af = audio_features(sample.source, cfg.audio, start=sample.start, end=sample.end,
@@ -201,6 +213,7 @@ def process_sample(
         pipeline_hash=cfg.content_hash(),
         mmprep_version=__version__,
     )
+    on_stage("pack")
     members.append(("json", json.dumps(meta, ensure_ascii=False).encode("utf-8")))
     members.extend(frame_members)
     if mel is not None:

@@ -233,3 +233,22 @@ def test_rotated_video_comes_out_upright_like_ffmpeg(media_dir, angle):
     assert fs.info.rotation == angle
     assert fs.frames[0].shape == reference.shape
     assert np.abs(fs.frames[0].astype(int) - reference).mean() < 3
+
+
+def test_keyframes_thinned_and_windowed(indexed_clip):
+    all_kf = codes(sample_frames(indexed_clip, native(sampling="keyframes")))
+    thinned = codes(sample_frames(indexed_clip, native(sampling="keyframes", max_frames=3)))
+    assert len(thinned) == 3 and thinned[0] == all_kf[0] and thinned[-1] == all_kf[-1]
+    windowed = sample_frames(indexed_clip, native(sampling="keyframes"), start=3.0, end=6.0)
+    assert all(3.0 <= t < 6.0 for t in windowed.timestamps)
+    assert codes(windowed) == [c for c in all_kf if 72 <= c < 144]
+
+
+def test_too_many_frames_needs_max_frames(indexed_clip):
+    with pytest.raises(SampleError, match="max-frames"):
+        sample_frames(indexed_clip, native(sampling="fps", fps=2000))
+
+
+def test_transform_is_applied_per_frame(indexed_clip):
+    fs = sample_frames(indexed_clip, native(num_frames=3), transform=lambda a: a.shape)
+    assert fs.frames == [(96, 128, 3)] * 3

@@ -77,7 +77,7 @@ class VideoInfo:
 
 @dataclass
 class FrameSample:
-    frames: list[np.ndarray]
+    frames: list[Any]  # (H, W, 3) uint8 arrays, or what ``transform`` made of them
     timestamps: list[float]  # seconds from the start of the stream
     info: VideoInfo
     window: tuple[float, float]
@@ -294,11 +294,15 @@ def sample_frames(
     start: float | None = None,
     end: float | None = None,
     seed: int = 0,
+    transform=None,
 ) -> FrameSample:
     """Decode ``source`` (path or binary file object) and sample frames per ``cfg``.
 
-    ``start``/``end`` (seconds) cut a clip out of a longer video. Raises ``SampleError``
-    for unreadable input, a missing video stream, or an empty clip window.
+    ``start``/``end`` (seconds) cut a clip out of a longer video. Each frame is rendered
+    (resized, rotated) as soon as it is picked and, when given, passed through
+    ``transform`` (e.g. JPEG encoding), so memory stays proportional to the output.
+    Raises ``SampleError`` for unreadable input, a missing video stream, or an empty
+    clip window.
     """
     import av
 
@@ -324,54 +328,95 @@ def sample_frames(
                 f"empty clip window [{lo:.3f}, {hi:.3f}] s (video lasts {duration:.3f} s)",
             )
         reader = FrameReader(container, stream, seek=cfg.seek)
+        render_one = _Renderer(cfg, info, transform)
+        items: list[Any] = []
+        times: list[float] = []
         try:
             if cfg.sampling == "keyframes":
-                picked = []
-                for item in reader.keyframes(lo):
-                    if item[0] >= hi:
+                wanted = _thin(keyframe_times(container, stream, lo, hi), cfg.max_frames)
+                _check_count(len(wanted), cfg)
+                remaining = set(wanted)
+                for ts, frame in reader.keyframes(lo):
+                    if ts >= hi or not remaining:
                         break
-                    if item[0] >= lo - _EPS:
-                        picked.append(item)
-                picked = _thin(picked, cfg.max_frames)
+                    if ts in remaining:
+                        remaining.discard(ts)
+                        items.append(render_one(frame))
+                        times.append(round(ts, 6))
             else:
-                picked = []
-                for t in target_times(cfg, lo, hi, seed=seed):
+                targets = target_times(cfg, lo, hi, seed=seed)
+                _check_count(len(targets), cfg)
+                for t in targets:
                     item = reader.frame_at(t)
                     if item is not None:
-                        picked.append(item)
+                        items.append(render_one(item[1]))
+                        times.append(round(item[0], 6))
         except av.error.FFmpegError as exc:
             raise SampleError("video", f"decoding failed: {exc}") from exc
-        if not picked:
+        if not items:
             raise SampleError("video", "no decodable frame in the clip window")
         info.duration = duration
-        first = picked[0][1]
-        info.rotation = _frame_rotation(first)
-        geom = plan_geometry(
-            first.width,
-            first.height,
-            size=cfg.size,
-            mode=cfg.resize,
-            rotation=normalize_rotation(info.rotation),
-            sar=info.sar,
-        )
-        arrays, times = [], []
-        for ts, frame in picked:
-            if (frame.width, frame.height) != (first.width, first.height):
-                # Resolution change mid-stream: plan again so all outputs share one size.
-                g = plan_geometry(
-                    frame.width, frame.height, size=cfg.size, mode=cfg.resize,
-                    rotation=normalize_rotation(info.rotation), sar=info.sar,
-                )
-                arr = render(frame, g, cfg.interpolation)
-                if arr.shape[:2] != geom.out_size:
-                    arr = _fit(arr, geom.out_size)
-            else:
-                arr = render(frame, geom, cfg.interpolation)
-            arrays.append(arr)
-            times.append(round(ts, 6))
         return FrameSample(
-            frames=arrays, timestamps=times, info=info, window=(lo, hi), stats=reader.stats
+            frames=items, timestamps=times, info=info, window=(lo, hi), stats=reader.stats
         )
+
+
+MAX_FRAMES_PER_CLIP = 10_000
+
+
+def _check_count(n: int, cfg: VideoConfig) -> None:
+    if n > MAX_FRAMES_PER_CLIP:
+        raise SampleError(
+            "video",
+            f"{n} frames requested for one clip (limit {MAX_FRAMES_PER_CLIP}); "
+            "set video.max_frames (--max-frames) to thin them",
+        )
+
+
+def keyframe_times(container, stream, lo: float, hi: float) -> list[float]:
+    """Times of the keyframes in [lo, hi), from packet flags (demuxing only, no decoding)."""
+    tb = float(stream.time_base)
+    origin = stream.start_time or 0
+    if lo > 0:
+        container.seek(int(lo / tb) + origin, stream=stream, backward=True, any_frame=False)
+    times = []
+    for packet in container.demux(stream):
+        if packet.pts is None or not packet.is_keyframe:
+            continue
+        t = (packet.pts - origin) * tb
+        if t >= hi:
+            break
+        if t >= lo - _EPS:
+            times.append(t)
+    container.seek(origin, stream=stream, backward=True, any_frame=False)
+    return sorted(times)
+
+
+class _Renderer:
+    """Renders each picked frame at once (so only output-sized arrays are kept)."""
+
+    def __init__(self, cfg: VideoConfig, info: VideoInfo, transform=None):
+        self.cfg = cfg
+        self.info = info
+        self.transform = transform
+        self.geom = None
+        self.first_size = None
+
+    def __call__(self, frame):
+        cfg, info = self.cfg, self.info
+        if self.geom is None:
+            info.rotation = _frame_rotation(frame)
+            self.first_size = (frame.width, frame.height)
+        size = (frame.width, frame.height)
+        geom = plan_geometry(frame.width, frame.height, size=cfg.size, mode=cfg.resize,
+                             rotation=normalize_rotation(info.rotation), sar=info.sar)
+        if self.geom is None:
+            self.geom = geom
+        arr = render(frame, geom, cfg.interpolation)
+        if size != self.first_size and arr.shape[:2] != self.geom.out_size:
+            # Resolution change mid-stream: all outputs of a clip share one size.
+            arr = _fit(arr, self.geom.out_size)
+        return self.transform(arr) if self.transform is not None else arr
 
 
 def _fit(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
