@@ -1,10 +1,9 @@
-"""The extract stages for one sample and one shard.
+"""The extract stages for one sample.
 
 ``process_sample`` turns a ``Sample`` into the tar members of the shard contract
 (``KEY.json``, ``KEY.fNNN.jpg`` or ``KEY.frames.npy``, ``KEY.mel.npy``, ``KEY.tok.npy``,
-``KEY.mask.npy``, ``KEY.txt``). ``run_shard`` runs it over one slice of the manifest and
-writes the shard's tar(s) and, last, its stats file. Neither ever raises for a bad
-sample: failures become error records.
+``KEY.mask.npy``, ``KEY.txt``); ``run_sample`` wraps it so that a bad sample becomes an
+error record instead of an exception.
 """
 
 from __future__ import annotations
@@ -22,15 +21,7 @@ from mmprep.errors import SampleError
 from mmprep.media.audio import AudioConfig, audio_features
 from mmprep.media.frames import encode_jpeg
 from mmprep.media.video import VideoConfig, sample_frames, sample_seed
-from mmprep.shards import (
-    ShardConfig,
-    ShardWriter,
-    atomic_write_json,
-    clear_shard,
-    npy_bytes,
-    shard_stem,
-    stats_path,
-)
+from mmprep.shards import ShardConfig, npy_bytes
 from mmprep.sources import Sample
 from mmprep.text import TextConfig, clean_captions, get_tokenizer
 
@@ -64,18 +55,24 @@ def _stage_error(stage: str, exc: BaseException) -> SampleError:
     return err
 
 
-def error_record(sample: Sample, exc: SampleError) -> dict[str, Any]:
-    cause = exc.__cause__
+def failure_record(sample: Sample, stage: str, type_name: str, message: str) -> dict[str, Any]:
+    """The error record of a sample: where it came from, which stage failed, and why."""
     return {
         "key": sample.key,
         "index": sample.index,
         "source": sample.source,
         "lines": sample.lines,
-        "stage": exc.stage,
-        "type": type(cause).__name__ if cause is not None else "SampleError",
-        "message": str(exc),
+        "stage": stage,
+        "type": type_name,
+        "message": message,
         "sample": sample.to_dict(),  # everything needed to retry it (retry-failed)
     }
+
+
+def error_record(sample: Sample, exc: SampleError) -> dict[str, Any]:
+    cause = exc.__cause__
+    type_name = type(cause).__name__ if cause is not None else "SampleError"
+    return failure_record(sample, exc.stage, type_name, str(exc))
 
 
 def process_sample(
@@ -203,6 +200,7 @@ def process_sample(
             "tokenizer": cfg.text.tokenizer,
             "max_length": cfg.text.max_length,
             "pad_id": tokenizer.pad_id,
+            "attention_mask": cfg.text.attention_mask,
             "lengths": [int(x) for x in tok.mask.sum(axis=1)],
             "truncated": tok.truncated,
         }
@@ -227,82 +225,34 @@ def process_sample(
 
 
 @dataclass
-class ShardResult:
-    index: int
-    ok: int
-    failed: int
-    errors: list[dict[str, Any]]
-    stats: dict[str, Any]
+class Outcome:
+    """The result of one sample: tar members, or an error record."""
+
+    members: list[tuple[str, bytes]] | None
+    warnings: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(d) for _, d in self.members) if self.members else 0
 
 
-def run_shard(
-    index: int,
-    samples: list[Sample],
-    cfg: ExtractConfig,
-    out_dir: str | Path,
-    *,
-    fail_fast: bool = False,
-    on_sample=None,
-) -> ShardResult:
-    """Process ``samples`` into shard ``index`` of ``out_dir``; write the marker last.
-
-    ``on_sample(ok: bool)`` is called after each sample (progress reporting).
-    """
-    out_dir = Path(out_dir)
-    name = cfg.shards.name
-    clear_shard(out_dir, name, index)
-    writer = ShardWriter(out_dir, name, index, cfg.shards.max_bytes)
+def run_sample(sample: Sample, cfg: ExtractConfig, on_stage=None) -> Outcome:
+    """``process_sample`` that returns an error record instead of raising."""
     timings: dict[str, float] = {}
-    errors: list[dict[str, Any]] = []
-    keys: list[str] = []
-    warnings = 0
-    started = time.time()
-    t_start = time.perf_counter()
     try:
-        for sample in samples:
-            try:
-                members, meta = process_sample(sample, cfg, timings)
-            except SampleError as exc:
-                if fail_fast:
-                    raise
-                record = error_record(sample, exc)
-                if exc.__cause__ is not None and exc.stage not in ("manifest",):
-                    tb = traceback.extract_tb(exc.__cause__.__traceback__)
-                    if tb:
-                        record["where"] = f"{Path(tb[-1].filename).name}:{tb[-1].lineno}"
-                errors.append(record)
-                if on_sample:
-                    on_sample(False)
-                continue
-            t0 = time.perf_counter()
-            writer.write(sample.key, members)
-            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
-            keys.append(sample.key)
-            warnings += len(meta.get("warnings", []))
-            if on_sample:
-                on_sample(True)
-        t0 = time.perf_counter()
-        parts = writer.close()
-        timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
-    except BaseException:
-        writer.abort()
-        raise
-    stats = {
-        "name": name,
-        "index": index,
-        "shard": shard_stem(name, index),
-        "files": parts,
-        "count": {"input": len(samples), "ok": len(keys), "failed": len(errors)},
-        "manifest_range": [samples[0].index, samples[-1].index + 1] if samples else [0, 0],
-        "keys": keys,
-        "errors": errors,
-        "warnings": warnings,
-        "timings": {k: round(v, 4) for k, v in sorted(timings.items())},
-        "seconds": round(time.perf_counter() - t_start, 4),
-        "bytes": sum(p["bytes"] for p in parts),
-        "started": started,
-        "pipeline_hash": cfg.content_hash(),
-        "mmprep_version": __version__,
-    }
-    atomic_write_json(stats_path(out_dir, name, index), stats)
-    return ShardResult(index=index, ok=len(keys), failed=len(errors), errors=errors, stats=stats)
+        members, meta = process_sample(sample, cfg, timings, on_stage)
+    except SampleError as exc:
+        record = error_record(sample, exc)
+        cause = exc.__cause__
+        if cause is not None and exc.stage != "manifest":
+            tb = traceback.extract_tb(cause.__traceback__)
+            if tb:
+                record["where"] = f"{Path(tb[-1].filename).name}:{tb[-1].lineno}"
+        return Outcome(None, 0, timings, record)
+    return Outcome(members, len(meta.get("warnings", [])), timings)

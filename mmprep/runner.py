@@ -1,8 +1,9 @@
-"""Run extract over a manifest: plan shards, skip finished ones, collect errors.
+"""Run extract over a manifest: plan shards, skip finished ones, pick an executor.
 
 The shard is the unit of work: shard ``i`` holds manifest samples
-``[i * samples_per_shard, (i + 1) * samples_per_shard)``, whatever the number of workers,
-so a rerun knows exactly what is done (shards with a stats file) and what is not.
+``[i * samples_per_shard, (i + 1) * samples_per_shard)``, whatever the executor or the
+number of workers, so a rerun knows exactly what is done (shards with a stats file)
+and what is not.
 """
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mmprep import __version__
 from mmprep.config import to_dict
 from mmprep.errors import MmprepError
-from mmprep.extract import ExtractConfig, run_shard
-from mmprep.shards import atomic_write_bytes, atomic_write_json, read_stats, stats_path
+from mmprep.executors.local import PoolOptions, run_local
+from mmprep.executors.ray import RayOptions
+from mmprep.executors.slurm import SlurmOptions, select_shards
+from mmprep.extract import ExtractConfig
+from mmprep.shards import as_store, read_stats, stats_name, write_json
 from mmprep.sources import Sample
+from mmprep.storage import Store
 
 RUN_FILE = "extract.json"
 ERRORS_FILE = "errors.jsonl"
+EXECUTORS = ("local", "ray", "slurm")
 
 
 @dataclass
@@ -33,14 +38,19 @@ class RunOptions:
     overwrite: bool = False
     fail_fast: bool = False
     progress: bool = True
+    max_failure_rate: float | None = None  # checked by the caller (exit code 3)
+    executor: Literal["local", "ray", "slurm"] = "local"
+    pool: PoolOptions = field(default_factory=PoolOptions)
+    ray: RayOptions = field(default_factory=RayOptions)
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
 
 @dataclass
 class RunSummary:
     out_dir: str
-    samples: int
-    ok: int
-    failed: int
+    samples: int  # in the manifest
+    ok: int  # samples present in the shards
+    failed: int  # samples whose latest attempt failed
     shards: int
     shards_done_before: int
     processed: int  # samples processed by this run (the rest were done before)
@@ -54,11 +64,17 @@ class RunSummary:
     def clips_per_second(self) -> float:
         return self.processed / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def failure_rate(self) -> float:
+        done = self.ok + self.failed
+        return self.failed / done if done else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["clips_per_second"] = round(self.clips_per_second, 3)
         mb = self.input_bytes / 1e6
         d["input_mb_per_second"] = round(mb / self.seconds, 3) if self.seconds else 0.0
+        d["failure_rate"] = round(self.failure_rate, 6)
         return d
 
 
@@ -86,16 +102,13 @@ def _run_record(samples: list[Sample], cfg: ExtractConfig) -> dict[str, Any]:
     }
 
 
-def check_output(out_dir: Path, record: dict[str, Any], overwrite: bool) -> None:
+def check_output(store: Store, record: dict[str, Any]) -> None:
     """Refuse to mix two different configs or manifests in one output folder."""
-    path = out_dir / RUN_FILE
-    if not path.exists():
-        return
-    if overwrite:
+    if not store.exists(RUN_FILE):
         return
     try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        old = json.loads(store.read_bytes(RUN_FILE))
+    except (OSError, ValueError):
         return
     changes = []
     if old.get("content_hash") != record["content_hash"]:
@@ -106,29 +119,36 @@ def check_output(out_dir: Path, record: dict[str, Any], overwrite: bool) -> None
         changes.append("the manifest changed")
     if changes:
         raise MmprepError(
-            f"{out_dir} holds shards from a different run ({'; '.join(changes)}). "
+            f"{store.url} holds shards from a different run ({'; '.join(changes)}). "
             "Use --overwrite to start fresh, or another output folder."
         )
 
 
-def _wipe(out_dir: Path, name: str) -> None:
-    for path in out_dir.glob(f"{name}-*"):
-        if path.is_file():
-            path.unlink()
+def _wipe(store: Store, name: str) -> None:
+    for fname in store.list(f"{name}-*"):
+        store.remove(fname)
     for fname in (RUN_FILE, ERRORS_FILE):
-        (out_dir / fname).unlink(missing_ok=True)
+        store.remove(fname)
 
 
-def write_errors(out_dir: Path) -> Path:
+def current_failures(all_stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Error records of samples whose latest attempt failed (a later retry that put the
+    key into a shard, or failed again, supersedes an earlier record)."""
+    present = {k for s in all_stats for k in s.get("keys", [])}
+    latest: dict[str, dict[str, Any]] = {}
+    for stats in all_stats:  # shard order: retries come after the shards they retry
+        for err in stats.get("errors", []):
+            latest[err["key"]] = err
+    return [e for k, e in latest.items() if k not in present]
+
+
+def write_errors(out) -> str:
     """Rebuild ``errors.jsonl`` from the stats of all complete shards (one line each)."""
-    lines = [
-        json.dumps(err, ensure_ascii=False)
-        for stats in read_stats(out_dir)
-        for err in stats.get("errors", [])
-    ]
-    path = out_dir / ERRORS_FILE
-    atomic_write_bytes(path, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-    return path
+    store = as_store(out)
+    lines = [json.dumps({k: v for k, v in e.items() if k != "sample"}, ensure_ascii=False)
+             for e in current_failures(read_stats(store))]
+    store.write_bytes(ERRORS_FILE, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
+    return store.path(ERRORS_FILE)
 
 
 def _input_bytes(samples: list[Sample]) -> int:
@@ -141,71 +161,109 @@ def _input_bytes(samples: list[Sample]) -> int:
     return total
 
 
-def extract(
-    samples: list[Sample],
-    out_dir: str | Path,
+class _Progress:
+    def __init__(self, total: int, enabled: bool, desc: str = "extract"):
+        self.bar = None
+        self.failed = 0
+        if enabled and total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="clip", desc=desc, dynamic_ncols=True)
+
+    def sample(self, ok: bool) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if not ok:
+            self.failed += 1
+            self.bar.set_postfix(failed=self.failed)
+
+    def shard(self, stats: dict[str, Any]) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(stats["count"]["input"])
+        self.failed += stats["count"]["failed"]
+        self.bar.set_postfix(failed=self.failed)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_shards(
+    todo: list[tuple[int, list[Sample]]],
     cfg: ExtractConfig,
-    opts: RunOptions | None = None,
-) -> RunSummary:
-    """Extract ``samples`` into WebDataset shards under ``out_dir``; resumable."""
-    opts = opts or RunOptions()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record = _run_record(samples, cfg)
-    if opts.overwrite:
-        _wipe(out_dir, cfg.shards.name)
-    check_output(out_dir, record, opts.overwrite)
-    atomic_write_json(out_dir / RUN_FILE, record)
-
-    plan = plan_shards(samples, cfg.shards.samples_per_shard)
-    todo = [(i, chunk) for i, chunk in plan if not stats_path(out_dir, cfg.shards.name, i).exists()]
-    done_before = len(plan) - len(todo)
-    pending = sum(len(chunk) for _, chunk in todo)
-
-    bar = None
-    if opts.progress and pending:
-        from tqdm import tqdm
-
-        bar = tqdm(total=pending, unit="clip", desc="extract", dynamic_ncols=True)
-    failed_so_far = 0
-
-    def on_sample(ok: bool) -> None:
-        nonlocal failed_so_far
-        if bar is not None:
-            failed_so_far += 0 if ok else 1
-            bar.update(1)
-            if not ok:
-                bar.set_postfix(failed=failed_so_far)
-
-    t0 = time.perf_counter()
+    store: Store,
+    opts: RunOptions,
+    *,
+    extra_stats: dict[str, Any] | None = None,
+    desc: str = "extract",
+) -> None:
+    """Process ``todo`` with the executor of ``opts``."""
+    progress = _Progress(sum(len(c) for _, c in todo), opts.progress, desc)
     try:
-        for index, chunk in todo:
-            run_shard(index, chunk, cfg, out_dir, fail_fast=opts.fail_fast, on_sample=on_sample)
-    finally:
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - t0
-    errors_path = write_errors(out_dir)
+        if opts.executor == "ray":
+            from mmprep.executors.ray import run_ray
 
-    all_stats = [s for s in read_stats(out_dir) if s.get("name") == cfg.shards.name]
-    ok = sum(s["count"]["ok"] for s in all_stats)
-    failed = sum(s["count"]["failed"] for s in all_stats)
+            run_ray(todo, cfg, store.url, ray_opts=opts.ray, pool=opts.pool,
+                    fail_fast=opts.fail_fast, on_shard=progress.shard, extra_stats=extra_stats)
+        else:
+            run_local(todo, cfg, store, pool=opts.pool, fail_fast=opts.fail_fast,
+                      on_sample=progress.sample, extra_stats=extra_stats)
+    finally:
+        progress.close()
+        store.release_staging()
+
+
+def summarize(store: Store, cfg: ExtractConfig, n_samples: int, n_shards: int, done_before: int,
+              processed: list[Sample], seconds: float) -> RunSummary:
+    all_stats = [s for s in read_stats(store) if s.get("name") == cfg.shards.name]
     stages: dict[str, float] = {}
     for s in all_stats:
         for k, v in s.get("timings", {}).items():
             stages[k] = round(stages.get(k, 0.0) + v, 4)
-    done_samples = [s for i, chunk in todo for s in chunk]
     return RunSummary(
-        out_dir=str(out_dir),
-        samples=len(samples),
-        ok=ok,
-        failed=failed,
-        shards=len(plan),
+        out_dir=store.url,
+        samples=n_samples,
+        ok=len({k for s in all_stats for k in s.get("keys", [])}),
+        failed=len(current_failures(all_stats)),
+        shards=n_shards,
         shards_done_before=done_before,
-        processed=len(done_samples),
+        processed=len(processed),
         seconds=round(seconds, 4),
-        input_bytes=_input_bytes(done_samples),
+        input_bytes=_input_bytes(processed),
         output_bytes=sum(s.get("bytes", 0) for s in all_stats),
-        errors_file=str(errors_path),
+        errors_file=write_errors(store),
         stages=stages,
     )
+
+
+def extract(
+    samples: list[Sample],
+    out_dir,
+    cfg: ExtractConfig,
+    opts: RunOptions | None = None,
+) -> RunSummary:
+    """Extract ``samples`` into WebDataset shards under ``out_dir`` (a folder or an fsspec
+    URL); resumable, see the module docs."""
+    opts = opts or RunOptions()
+    if opts.executor not in EXECUTORS:
+        raise MmprepError(f"unknown executor {opts.executor!r} (allowed: {', '.join(EXECUTORS)})")
+    store = as_store(out_dir)
+    store.mkdirs()
+    record = _run_record(samples, cfg)
+    if opts.overwrite:
+        _wipe(store, cfg.shards.name)
+    check_output(store, record)
+    write_json(store, RUN_FILE, record)
+
+    plan = plan_shards(samples, cfg.shards.samples_per_shard)
+    mine = select_shards(plan, opts.slurm) if opts.executor == "slurm" else plan
+    existing = set(store.list(f"{cfg.shards.name}-*.stats.json"))
+    todo = [(i, chunk) for i, chunk in mine if stats_name(cfg.shards.name, i) not in existing]
+    t0 = time.perf_counter()
+    run_shards(todo, cfg, store, opts)
+    seconds = time.perf_counter() - t0
+    processed = [s for _, chunk in todo for s in chunk]
+    return summarize(store, cfg, len(samples), len(plan), len(mine) - len(todo), processed,
+                     seconds)

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from mmprep.storage import FsspecStore, LocalStore, Store, open_store
+
 TMP_SUFFIX = ".tmp"
 STATS_SUFFIX = ".stats.json"
 
@@ -54,8 +56,8 @@ def part_name(name: str, index: int, part: int) -> str:
     return f"{stem}.tar" if part == 0 else f"{stem}_{part}.tar"
 
 
-def stats_path(out_dir: Path, name: str, index: int) -> Path:
-    return Path(out_dir) / f"{shard_stem(name, index)}{STATS_SUFFIX}"
+def stats_name(name: str, index: int) -> str:
+    return f"{shard_stem(name, index)}{STATS_SUFFIX}"
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -64,62 +66,43 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def as_store(out: str | os.PathLike | Store) -> Store:
+    return out if isinstance(out, LocalStore | FsspecStore) else open_store(out)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode())
+def write_json(store: Store, name: str, obj: Any) -> None:
+    """Write JSON atomically (local) or as one upload (remote)."""
+    store.write_bytes(name, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode())
 
 
 class ShardWriter:
     """Writes one shard's samples into one or more tar parts, deterministically.
 
     Every tar member has mtime 0, uid/gid 0, mode 0644 and empty owner names, so the same
-    samples always give byte-identical tars.
+    samples always give byte-identical tars. Parts are written under a temporary name
+    and committed (renamed, or uploaded) when closed.
     """
 
-    def __init__(self, out_dir: Path, name: str, index: int, max_bytes: int | None = None):
-        self.out_dir = Path(out_dir)
+    def __init__(self, store: Store, name: str, index: int, max_bytes: int | None = None):
+        self.store = store
         self.name = name
         self.index = index
         self.max_bytes = max_bytes
         self.parts: list[dict[str, Any]] = []
         self._fh = None
         self._tar: tarfile.TarFile | None = None
+        self._tmp: Path | None = None
         self._part_bytes = 0
         self._part_samples = 0
 
     def _open_part(self) -> None:
-        part = len(self.parts)
-        final = self.out_dir / part_name(self.name, self.index, part)
-        self._tmp = final.with_name(final.name + TMP_SUFFIX)
+        final = part_name(self.name, self.index, len(self.parts))
+        self._tmp = self.store.staging_dir() / (final + TMP_SUFFIX)
         self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed in _close_part/abort
         self._tar = tarfile.open(  # noqa: SIM115
             fileobj=self._fh, mode="w", format=tarfile.PAX_FORMAT
         )
-        self.parts.append({"file": final.name, "samples": 0, "bytes": 0})
+        self.parts.append({"file": final, "samples": 0, "bytes": 0})
         self._part_bytes = 0
         self._part_samples = 0
 
@@ -130,9 +113,8 @@ class ShardWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
-        final = self.out_dir / self.parts[-1]["file"]
-        os.replace(self._tmp, final)
-        self.parts[-1]["bytes"] = final.stat().st_size
+        self.parts[-1]["bytes"] = self._tmp.stat().st_size
+        self.store.commit(self._tmp, self.parts[-1]["file"])
         self._tar = self._fh = None
 
     def write(self, key: str, members: Iterable[tuple[str, bytes]]) -> int:
@@ -164,7 +146,6 @@ class ShardWriter:
         if self._tar is None and not self.parts:
             self._open_part()
         self._close_part()
-        _fsync_dir(self.out_dir)
         return self.parts
 
     def abort(self) -> None:
@@ -173,32 +154,38 @@ class ShardWriter:
                 self._tar.close()
                 self._fh.close()
             finally:
-                Path(self._tmp).unlink(missing_ok=True)
+                self._tmp.unlink(missing_ok=True)
             self._tar = self._fh = None
 
 
-def clear_shard(out_dir: Path, name: str, index: int) -> None:
+def clear_shard(store: Store, name: str, index: int) -> None:
     """Remove every file of shard ``index`` (parts, temporaries, marker)."""
     stem = shard_stem(name, index)
-    for path in Path(out_dir).glob(f"{stem}*"):
-        rest = path.name[len(stem):]
+    for fname in store.list(f"{stem}*"):
+        rest = fname[len(stem):]
         if rest == "" or rest[0] in "._":
+            store.remove(fname)
+    staging = store.staging_dir()
+    if staging != getattr(store, "root", None):
+        for path in staging.glob(f"{stem}*{TMP_SUFFIX}"):
             path.unlink(missing_ok=True)
 
 
-def read_stats(out_dir: Path) -> list[dict[str, Any]]:
-    """Stats of every complete shard in ``out_dir``, in shard order."""
+def read_stats(out: str | os.PathLike | Store) -> list[dict[str, Any]]:
+    """Stats of every complete shard, in shard order."""
+    store = as_store(out)
     stats = []
-    for path in sorted(Path(out_dir).glob(f"*{STATS_SUFFIX}")):
+    for fname in store.list(f"*{STATS_SUFFIX}"):
         try:
-            stats.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError):
+            stats.append(json.loads(store.read_bytes(fname).decode("utf-8")))
+        except (OSError, ValueError):
             continue
     stats.sort(key=lambda s: (s.get("name", ""), s.get("index", 0)))
     return stats
 
 
-def shard_files(out_dir: str | Path) -> list[str]:
-    """Paths of the tar files of all complete shards, in order (for ``WebDataset(...)``)."""
-    out_dir = Path(out_dir)
-    return [str(out_dir / p["file"]) for s in read_stats(out_dir) for p in s.get("files", [])]
+def shard_files(out: str | os.PathLike | Store) -> list[str]:
+    """Paths (or URLs) of the tar files of all complete shards, in order, for
+    ``webdataset.WebDataset(...)``."""
+    store = as_store(out)
+    return [store.path(p["file"]) for s in read_stats(store) for p in s.get("files", [])]

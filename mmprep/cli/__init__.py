@@ -15,6 +15,8 @@ from mmprep import __version__
 COMMANDS: dict[str, str] = {
     "sample-data": "mmprep.cli.sample_data:sample_data",
     "extract": "mmprep.cli.extract:extract",
+    "inspect": "mmprep.cli.shards_cmds:inspect",
+    "retry-failed": "mmprep.cli.shards_cmds:retry_failed",
     "pipelines": "mmprep.cli.pipelines:pipelines",
     "bench": "mmprep.cli.bench:bench",
 }

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from mmprep.cli.options import (
-    EXIT_FAILED,
     ConfigOption,
     choice_of,
     collect_config_values,
@@ -15,6 +12,7 @@ from mmprep.cli.options import (
     handle_errors,
     parse_size,
 )
+from mmprep.cli.run_options import build_run_options, report, run_options
 from mmprep.media.audio import AudioConfig
 from mmprep.media.video import VideoConfig
 
@@ -92,6 +90,7 @@ EXTRACT_OPTIONS = [
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Set any config field, e.g. --set audio.slice_sampling=random.")
 @click.option("--overwrite", is_flag=True, help="Delete existing shards and start fresh.")
+@run_options
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing sample.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
@@ -120,7 +119,6 @@ def extract(manifest, out_dir, pipeline, manifest_format, root, video_column, ca
     from mmprep.config import dump_yaml
     from mmprep.extract import ExtractConfig
     from mmprep.presets import build_config
-    from mmprep.runner import RunOptions
     from mmprep.runner import extract as run_extract
     from mmprep.sources import Columns, read_manifest
 
@@ -136,28 +134,7 @@ def extract(manifest, out_dir, pipeline, manifest_format, root, video_column, ca
         manifest, fmt=manifest_format, root=root,
         columns=Columns(video=video_column, caption=caption_column, key=key_column),
     )
-    opts = RunOptions(overwrite=overwrite, fail_fast=fail_fast, progress=not quiet)
+    opts = build_run_options(kwargs, overwrite=overwrite, fail_fast=fail_fast,
+                             progress=not quiet)
     summary = run_extract(samples, out_dir, cfg, opts)
-    if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=1))
-    else:
-        click.echo(format_summary(summary), err=True)
-    if summary.samples and summary.ok == 0:
-        raise SystemExit(EXIT_FAILED)
-
-
-def format_summary(summary) -> str:
-    d = summary.to_dict()
-    lines = [
-        f"{d['samples']} samples -> {d['out_dir']}: {d['ok']} ok, {d['failed']} failed "
-        f"in {d['shards']} shard(s)"
-        + (f" ({d['shards_done_before']} already done)" if d["shards_done_before"] else ""),
-    ]
-    if d["processed"]:
-        lines.append(
-            f"processed {d['processed']} in {d['seconds']:.2f} s: "
-            f"{d['clips_per_second']:.2f} clips/s, {d['input_mb_per_second']:.2f} MB/s of input"
-        )
-    if d["failed"]:
-        lines.append(f"errors: {d['errors_file']}")
-    return "\n".join(lines)
+    report(summary, opts, as_json)

@@ -30,6 +30,8 @@ def handle_errors(func: Callable) -> Callable:
         except MmprepError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(EXIT_FAILED)
+        except BrokenPipeError:  # e.g. `mmprep inspect ... | head`
+            sys.exit(EXIT_OK)
         except KeyboardInterrupt:
             click.echo("Interrupted; rerun the same command to resume.", err=True)
             sys.exit(130)

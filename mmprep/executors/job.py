@@ -1,0 +1,101 @@
+"""One shard being written: outcomes arrive in any order, are written in manifest order.
+
+Writing in manifest order whatever the completion order is what makes shards
+byte-identical for any number of workers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mmprep import __version__
+from mmprep.errors import MmprepError
+from mmprep.extract import ExtractConfig, Outcome
+from mmprep.shards import ShardWriter, clear_shard, shard_stem, stats_name, write_json
+from mmprep.sources import Sample
+from mmprep.storage import Store
+
+
+class FailFast(MmprepError):
+    """A sample failed and the run was asked to stop at the first failure."""
+
+
+class ShardJob:
+    def __init__(self, index: int, samples: list[Sample], cfg: ExtractConfig, store: Store,
+                 *, fail_fast: bool = False, extra_stats: dict[str, Any] | None = None):
+        self.index = index
+        self.samples = samples
+        self.cfg = cfg
+        self.store = store
+        self.fail_fast = fail_fast
+        self.extra_stats = extra_stats or {}
+        self.results: dict[int, Outcome] = {}
+        self.cursor = 0
+        self.keys: list[str] = []
+        self.errors: list[dict[str, Any]] = []
+        self.warnings = 0
+        self.timings: dict[str, float] = {}
+        self.buffered_bytes = 0
+        self.started = time.time()
+        self._t0 = time.perf_counter()
+        clear_shard(store, cfg.shards.name, index)
+        self.writer = ShardWriter(store, cfg.shards.name, index, cfg.shards.max_bytes)
+
+    @property
+    def done(self) -> bool:
+        return self.cursor >= len(self.samples)
+
+    def add(self, pos: int, outcome: Outcome) -> None:
+        """Record sample ``pos``'s outcome and write every sample now in order."""
+        if self.fail_fast and not outcome.ok:
+            err = outcome.error
+            raise FailFast(f"sample {err['key']!r} failed in stage {err['stage']}: "
+                           f"{err['message']} (stopped by --fail-fast)")
+        self.results[pos] = outcome
+        self.buffered_bytes += outcome.nbytes
+        while self.cursor in self.results:
+            out = self.results.pop(self.cursor)
+            self.buffered_bytes -= out.nbytes
+            for stage, seconds in out.timings.items():
+                self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+            if out.ok:
+                t0 = time.perf_counter()
+                self.writer.write(self.samples[self.cursor].key, out.members)
+                self.timings["write"] = self.timings.get("write", 0.0) + time.perf_counter() - t0
+                self.keys.append(self.samples[self.cursor].key)
+                self.warnings += out.warnings
+            else:
+                self.errors.append(out.error)
+            self.cursor += 1
+
+    def finish(self) -> dict[str, Any]:
+        """Close the tar(s), then write the stats file: the shard is complete."""
+        t0 = time.perf_counter()
+        parts = self.writer.close()
+        self.timings["write"] = self.timings.get("write", 0.0) + time.perf_counter() - t0
+        samples = self.samples
+        stats = {
+            "name": self.cfg.shards.name,
+            "index": self.index,
+            "shard": shard_stem(self.cfg.shards.name, self.index),
+            "files": parts,
+            "count": {"input": len(samples), "ok": len(self.keys), "failed": len(self.errors)},
+            "manifest_range": [samples[0].index, samples[-1].index + 1] if samples else [0, 0],
+            "keys": self.keys,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "timings": {k: round(v, 4) for k, v in sorted(self.timings.items())},
+            "seconds": round(time.perf_counter() - self._t0, 4),
+            "bytes": sum(p["bytes"] for p in parts),
+            "started": self.started,
+            "pipeline_hash": self.cfg.content_hash(),
+            "mmprep_version": __version__,
+            **self.extra_stats,
+        }
+        write_json(self.store, stats_name(self.cfg.shards.name, self.index), stats)
+        return stats
+
+    def abort(self) -> None:
+        """Drop the partial tar (the next run redoes this shard)."""
+        self.writer.abort()

@@ -1,0 +1,97 @@
+"""The local executor: one machine, a pool of worker processes, shards written in order.
+
+Samples are handed to workers in manifest order. Each shard's samples are written as
+soon as every sample before them is done, so results from other workers wait in memory
+only while an earlier sample of the same shard is still running; dispatch pauses when
+those waiting results exceed ``buffer_mb``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mmprep.executors.job import ShardJob
+from mmprep.executors.pool import SamplePool, default_workers
+from mmprep.extract import ExtractConfig, run_sample
+from mmprep.sources import Sample
+from mmprep.storage import Store
+
+
+@dataclass
+class PoolOptions:
+    """How the local executor runs samples."""
+
+    workers: int | None = None  # None: one per available core; 0: in this process
+    sample_timeout: float | None = 300.0  # seconds per sample (None or 0: no limit)
+    buffer_mb: float = 512.0  # finished samples waiting for an earlier one
+
+    def resolved_workers(self) -> int:
+        return default_workers() if self.workers is None else self.workers
+
+
+def run_local(
+    todo: list[tuple[int, list[Sample]]],
+    cfg: ExtractConfig,
+    store: Store,
+    *,
+    pool: PoolOptions | None = None,
+    fail_fast: bool = False,
+    on_sample: Callable[[bool], None] | None = None,
+    extra_stats: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Process the shards ``todo`` (index, samples); returns their stats."""
+    pool = pool or PoolOptions()
+    on_sample = on_sample or (lambda ok: None)
+    workers = min(pool.resolved_workers(), sum(len(c) for _, c in todo))
+    if workers <= 0:
+        return _run_inline(todo, cfg, store, fail_fast, on_sample, extra_stats)
+
+    tasks = deque((index, pos, sample) for index, chunk in todo for pos, sample in enumerate(chunk))
+    chunks = dict(todo)
+    jobs: dict[int, ShardJob] = {}
+    finished: list[dict[str, Any]] = []
+    cap = pool.buffer_mb * 1e6
+    workers_pool = SamplePool(cfg, workers, sample_timeout=pool.sample_timeout)
+    try:
+        while tasks or workers_pool.busy():
+            for worker in workers_pool.idle():
+                if not tasks or sum(j.buffered_bytes for j in jobs.values()) > cap:
+                    break
+                index, pos, sample = tasks.popleft()
+                if index not in jobs:
+                    jobs[index] = ShardJob(index, chunks[index], cfg, store,
+                                           fail_fast=fail_fast, extra_stats=extra_stats)
+                workers_pool.submit(worker, (index, pos), sample)
+            for (index, pos), outcome in workers_pool.poll(0.5):
+                job = jobs[index]
+                job.add(pos, outcome)
+                on_sample(outcome.ok)
+                if job.done:
+                    finished.append(job.finish())
+                    del jobs[index]
+    except BaseException:
+        workers_pool.terminate()
+        for job in jobs.values():
+            job.abort()
+        raise
+    workers_pool.close()
+    return finished
+
+
+def _run_inline(todo, cfg, store, fail_fast, on_sample, extra_stats) -> list[dict[str, Any]]:
+    finished = []
+    for index, chunk in todo:
+        job = ShardJob(index, chunk, cfg, store, fail_fast=fail_fast, extra_stats=extra_stats)
+        try:
+            for pos, sample in enumerate(chunk):
+                outcome = run_sample(sample, cfg)
+                job.add(pos, outcome)
+                on_sample(outcome.ok)
+        except BaseException:
+            job.abort()
+            raise
+        finished.append(job.finish())
+    return finished

@@ -1,0 +1,302 @@
+"""Inspect and validate shards: counts, fields, shapes, failures, integrity.
+
+Checks, for an extract output folder (or one or more tar files):
+
+- every tar is readable to its end and ends with the end-of-archive marker;
+- each sample's members are adjacent, and complete as its own ``KEY.json`` describes
+  (frames, ``mel.npy`` when it has audio features, ``tok.npy``/``mask.npy``, ``txt``);
+- no key appears twice, in one tar or across tars;
+- for a folder: every shard's stats file matches its tars (files, sizes, keys), every
+  planned shard is complete, and leftovers of interrupted runs are reported.
+
+``deep=True`` also decodes every JPEG and array.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import tarfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmprep.errors import MmprepError
+from mmprep.shards import STATS_SUFFIX, TMP_SUFFIX, as_store, read_stats
+from mmprep.storage import Store, is_remote
+
+MAX_PROBLEMS = 50
+
+
+def _expected(meta: dict[str, Any]) -> set[str]:
+    want = {"json", "txt"}
+    video = meta.get("video")
+    if video:
+        if video.get("format") == "raw":
+            want.add("frames.npy")
+        else:
+            want |= {f"f{i:03d}.jpg" for i in range(int(video.get("num_frames", 0)))}
+    audio = meta.get("audio")
+    if audio and audio.get("shape") is not None:
+        want.add("mel.npy")
+    text = meta.get("text")
+    if text:
+        want.add("tok.npy")
+        if text.get("attention_mask", True):
+            want.add("mask.npy")
+    return want
+
+
+def _describe(suffix: str, data: bytes) -> dict[str, Any]:
+    if suffix.endswith(".npy"):
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+        return {"dtype": str(arr.dtype), "shape": list(arr.shape)}
+    if suffix.endswith(".jpg"):
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            return {"dtype": "uint8", "shape": [img.height, img.width, 3]}
+    return {"bytes": len(data)}
+
+
+def _deep_check(suffix: str, data: bytes) -> None:
+    if suffix.endswith(".npy"):
+        np.load(io.BytesIO(data), allow_pickle=False)
+    elif suffix.endswith(".jpg"):
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+    elif suffix == "json":
+        json.loads(data)
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        self.keys: dict[str, str] = {}
+        self.fields: dict[str, dict[str, Any]] = {}
+        self.field_counts: Counter = Counter()
+        self.samples = 0
+        self.bytes = 0
+        self.has_audio = 0
+        self.captions = 0
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
+        elif len(self.problems) == MAX_PROBLEMS:
+            self.problems.append("... more problems not shown")
+
+
+def _check_tar(name: str, fileobj, report: _Report, deep: bool) -> list[str]:
+    """Read one tar completely; returns its keys in order."""
+    keys: list[str] = []
+    current: str | None = None
+    members: dict[str, bytes] = {}
+
+    def close_sample() -> None:
+        if current is None:
+            return
+        meta_raw = members.get("json")
+        if meta_raw is None:
+            report.problem(f"{name}: sample {current!r} has no json member")
+            return
+        try:
+            meta = json.loads(meta_raw)
+        except ValueError:
+            report.problem(f"{name}: sample {current!r} has invalid JSON metadata")
+            return
+        missing = sorted(_expected(meta) - set(members))
+        if missing:
+            report.problem(f"{name}: sample {current!r} lacks {', '.join(missing)}")
+        report.samples += 1
+        report.has_audio += bool(meta.get("has_audio"))
+        report.captions += int(meta.get("num_captions", 0))
+        for suffix, data in members.items():
+            is_frame = suffix.endswith(".jpg")
+            report.field_counts["fNNN.jpg" if is_frame else suffix] += 1
+            if suffix not in report.fields and (not is_frame or suffix == "f000.jpg"):
+                try:
+                    report.fields[suffix] = _describe(suffix, data)
+                except Exception as exc:  # noqa: BLE001
+                    report.problem(f"{name}: {current}.{suffix} cannot be read: {exc}")
+            if deep:
+                try:
+                    _deep_check(suffix, data)
+                except Exception as exc:  # noqa: BLE001
+                    report.problem(f"{name}: {current}.{suffix} is corrupt: {exc}")
+
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r:") as tar:
+            for info in tar:
+                if not info.isfile():
+                    report.problem(f"{name}: unexpected non-file member {info.name!r}")
+                    continue
+                key, _, suffix = info.name.partition(".")
+                if "/" in info.name or not suffix:
+                    report.problem(f"{name}: member name {info.name!r} breaks the key rules")
+                    continue
+                data = tar.extractfile(info).read()
+                if key != current:
+                    close_sample()
+                    if key in keys or key in report.keys:
+                        where = report.keys.get(key, name)
+                        report.problem(f"{name}: key {key!r} appears again (first in {where})")
+                    current, members = key, {}
+                    keys.append(key)
+                    report.keys.setdefault(key, name)
+                members[suffix] = data
+            close_sample()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        report.problem(f"{name}: unreadable or truncated tar ({exc})")
+        return keys
+    return keys
+
+
+def _has_end_marker(fileobj) -> bool:
+    fileobj.seek(0, io.SEEK_END)
+    size = fileobj.tell()
+    if size < 1024:
+        return False
+    fileobj.seek(size - 1024)
+    return fileobj.read(1024) == b"\0" * 1024
+
+
+def _inspect_tar_paths(paths: list[str], report: _Report, deep: bool) -> None:
+    for path in paths:
+        with open(path, "rb") as fh:
+            if not _has_end_marker(fh):
+                report.problem(f"{path}: no end-of-archive marker (truncated?)")
+            fh.seek(0)
+            _check_tar(Path(path).name, fh, report, deep)
+        report.bytes += Path(path).stat().st_size
+
+
+def _inspect_folder(store: Store, report: _Report, deep: bool) -> dict[str, Any]:
+    from mmprep.runner import ERRORS_FILE, RUN_FILE, current_failures
+
+    run = json.loads(store.read_bytes(RUN_FILE)) if store.exists(RUN_FILE) else None
+    all_stats = read_stats(store)
+    if not all_stats and run is None:
+        raise MmprepError(f"{store.url}: no shards (no *.stats.json) and no {RUN_FILE}")
+    referenced: set[str] = set()
+    for stats in all_stats:
+        tar_keys: list[str] = []
+        for part in stats.get("files", []):
+            fname = part["file"]
+            referenced.add(fname)
+            if not store.exists(fname):
+                report.problem(f"{fname}: listed in {stats['shard']}{STATS_SUFFIX} but missing")
+                continue
+            size = store.size(fname)
+            report.bytes += size
+            if size != part.get("bytes"):
+                report.problem(f"{fname}: {size} bytes, the stats file says {part.get('bytes')}")
+            with store.open(fname) as fh:
+                data = io.BytesIO(fh.read()) if store.remote else None
+                handle = data if data is not None else fh
+                if not _has_end_marker(handle):
+                    report.problem(f"{fname}: no end-of-archive marker (truncated?)")
+                handle.seek(0)
+                tar_keys += _check_tar(fname, handle, report, deep)
+        if tar_keys != stats.get("keys", []):
+            report.problem(f"{stats['shard']}: its tars hold {len(tar_keys)} samples, its stats "
+                           f"file lists {len(stats.get('keys', []))}")
+    names = store.list("*")
+    leftovers = [n for n in names if n.endswith(TMP_SUFFIX)
+                 or (n.endswith(".tar") and n not in referenced)]
+    if leftovers:
+        report.warnings.append(f"{len(leftovers)} file(s) of unfinished shards (redone by the "
+                               f"next run): {', '.join(leftovers[:5])}")
+    failures = current_failures(all_stats)
+    missing_shards: list[int] = []
+    if run is not None:
+        per = run["config"]["shards"]["samples_per_shard"]
+        planned = -(-run["samples"] // per)
+        done = {s["index"] for s in all_stats if s.get("name") == run["config"]["shards"]["name"]}
+        missing_shards = [i for i in range(planned) if i not in done]
+        if missing_shards:
+            report.problem(f"{len(missing_shards)} of {planned} planned shards are not complete "
+                           f"(first: {missing_shards[0]}); rerun the extract command to finish")
+    by_stage = Counter(e["stage"] for e in failures)
+    by_type = Counter(f"{e['stage']}: {e['type']}" for e in failures)
+    messages = Counter(e["message"][:120] for e in failures)
+    return {
+        "shards": len(all_stats),
+        "missing_shards": missing_shards,
+        "failed": len(failures),
+        "failed_by_stage": dict(by_stage.most_common()),
+        "failed_by_type": dict(by_type.most_common()),
+        "top_errors": messages.most_common(5),
+        "errors_file": store.path(ERRORS_FILE),
+        "manifest_samples": run["samples"] if run else None,
+    }
+
+
+def inspect_path(path: str, *, deep: bool = False) -> dict[str, Any]:
+    """Inspect an extract output folder (local or fsspec URL), a tar file, or a glob."""
+    report = _Report()
+    info: dict[str, Any] = {"path": path}
+    local = Path(path)
+    if not is_remote(path) and local.is_file():
+        info["kind"] = "tar"
+        _inspect_tar_paths([str(local)], report, deep)
+    elif not is_remote(path) and any(c in path for c in "*?["):
+        paths = sorted(glob.glob(path))
+        if not paths:
+            raise MmprepError(f"no file matches {path}")
+        info["kind"] = "tars"
+        _inspect_tar_paths(paths, report, deep)
+    else:
+        if not is_remote(path) and not local.is_dir():
+            raise MmprepError(f"not found: {path}")
+        info["kind"] = "folder"
+        info.update(_inspect_folder(as_store(path), report, deep))
+    info.update(
+        samples=report.samples,
+        bytes=report.bytes,
+        with_audio=report.has_audio,
+        captions=report.captions,
+        fields={k: {**report.fields.get(k if k != "fNNN.jpg" else "f000.jpg", {}), "count": n}
+                for k, n in sorted(report.field_counts.items())},
+        problems=report.problems,
+        warnings=report.warnings,
+        valid=not report.problems,
+    )
+    return info
+
+
+def format_report(info: dict[str, Any]) -> str:
+    lines = [f"{info['path']} ({info['kind']})"]
+    if info["kind"] == "folder":
+        total = info.get("manifest_samples")
+        lines.append(
+            f"  shards: {info['shards']} complete"
+            + (f", {len(info['missing_shards'])} not done" if info["missing_shards"] else ""))
+        lines.append(f"  samples: {info['samples']} ok, {info['failed']} failed"
+                     + (f" (manifest: {total})" if total is not None else ""))
+        for stage_type, n in info["failed_by_type"].items():
+            lines.append(f"    failed in {stage_type}: {n}")
+        for message, n in info["top_errors"]:
+            lines.append(f"    {n} x {message}")
+    else:
+        lines.append(f"  samples: {info['samples']}")
+    lines.append(f"  size: {info['bytes'] / 1e6:.1f} MB; with audio: {info['with_audio']}; "
+                 f"captions: {info['captions']}")
+    lines.append("  fields (shape of the first sample):")
+    for name, desc in info["fields"].items():
+        shape = desc.get("shape")
+        what = f"{desc.get('dtype', '')} {tuple(shape)}" if shape is not None else (
+            f"{desc.get('bytes', '?')} bytes")
+        lines.append(f"    {name:<10} x{desc['count']:<7} {what}")
+    for w in info["warnings"]:
+        lines.append(f"  warning: {w}")
+    for p in info["problems"]:
+        lines.append(f"  problem: {p}")
+    lines.append("  valid: yes" if info["valid"] else "  valid: NO")
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""``retry-failed``: reprocess only the failed samples of an extract output.
+
+The failed samples (their full manifest rows are kept in the error records) go into new
+shards numbered after the planned ones, with the same config. A sample that succeeds
+on retry leaves ``errors.jsonl``; one that fails again gets its new error record there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from mmprep.config import from_dict
+from mmprep.errors import MmprepError
+from mmprep.extract import ExtractConfig
+from mmprep.runner import (
+    RUN_FILE,
+    RunOptions,
+    RunSummary,
+    current_failures,
+    run_shards,
+    summarize,
+)
+from mmprep.shards import as_store, read_stats
+from mmprep.sources import Sample
+
+
+def retry_failed(out_dir, opts: RunOptions | None = None) -> tuple[RunSummary, int]:
+    """Retry the failed samples; returns the summary and how many were retried."""
+    opts = opts or RunOptions()
+    store = as_store(out_dir)
+    if not store.exists(RUN_FILE):
+        raise MmprepError(f"{store.url} has no {RUN_FILE}: not an mmprep extract output")
+    record = json.loads(store.read_bytes(RUN_FILE))
+    cfg = from_dict(ExtractConfig, record["config"])
+    name, per = cfg.shards.name, cfg.shards.samples_per_shard
+    all_stats = [s for s in read_stats(store) if s.get("name") == name]
+    planned = -(-record["samples"] // per)
+    done = {s["index"] for s in all_stats}
+    missing = [i for i in range(planned) if i not in done]
+    if missing:
+        raise MmprepError(f"{len(missing)} planned shard(s) are not complete yet (first: "
+                          f"{missing[0]}); rerun the extract command first")
+    failures = current_failures(all_stats)
+    retryable = [e for e in failures if e.get("sample") and e["stage"] != "manifest"]
+    samples = [Sample.from_dict(e["sample"]) for e in retryable]
+    first = max([planned, *(i + 1 for i in done)])
+    todo = [(first + i // per, samples[i : i + per]) for i in range(0, len(samples), per)]
+    t0 = time.perf_counter()
+    if todo:
+        opts.executor = "ray" if opts.executor == "ray" else "local"
+        run_shards(todo, cfg, store, opts, extra_stats={"retry": True}, desc="retry")
+    summary = summarize(store, cfg, record["samples"], planned + len(todo), planned, samples,
+                        time.perf_counter() - t0)
+    return summary, len(samples)
