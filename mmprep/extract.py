@@ -8,6 +8,7 @@ error record instead of an exception.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
@@ -25,7 +26,7 @@ from mmprep.shards import ShardConfig, npy_bytes
 from mmprep.sources import Sample
 from mmprep.text import TextConfig, clean_captions, get_tokenizer
 
-STAGES = ("manifest", "text", "video", "audio", "write")
+STAGES = ("manifest", "text", "video", "audio", "pack", "write")
 
 
 @dataclass
@@ -47,12 +48,15 @@ class ExtractConfig:
         return config_hash(data)
 
 
-def _stage_error(stage: str, exc: BaseException) -> SampleError:
-    if isinstance(exc, SampleError):
-        return exc
-    err = SampleError(stage, f"{type(exc).__name__}: {exc}")
-    err.__cause__ = exc
-    return err
+@contextlib.contextmanager
+def _stage(stage: str):
+    """Any failure inside becomes a ``SampleError`` of ``stage`` (the cause is kept)."""
+    try:
+        yield
+    except SampleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an error record
+        raise SampleError(stage, f"{type(exc).__name__}: {exc}") from exc
 
 
 def failure_record(sample: Sample, stage: str, type_name: str, message: str) -> dict[str, Any]:
@@ -106,22 +110,20 @@ def process_sample(
 
     on_stage("text")
     t0 = time.perf_counter()
-    try:
+    with _stage("text"):
         captions, text_warnings = clean_captions(sample.captions, cfg.text)
         warnings += text_warnings
         tok = None
         if cfg.text.enabled:
             tokenizer = get_tokenizer(cfg.text.tokenizer, cfg.text.max_length, cfg.text.lowercase)
             tok = tokenizer(captions)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes an error record
-        raise _stage_error("text", exc) from exc
     timings["text"] = timings.get("text", 0.0) + time.perf_counter() - t0
 
     frame_members: list[tuple[str, bytes]] = []
     if cfg.video.enabled:
         on_stage("video")
         t0 = time.perf_counter()
-        try:
+        with _stage("video"):
             jpg = cfg.video.format == "jpg"
             fs = sample_frames(
                 sample.source, cfg.video, start=sample.start, end=sample.end, seed=seed,
@@ -136,8 +138,6 @@ def process_sample(
 
                 frame_members = [("frames.npy", npy_bytes(np.stack(fs.frames)))]
                 out_shape = fs.frames[0].shape
-        except Exception as exc:  # noqa: BLE001
-            raise _stage_error("video", exc) from exc
         timings["video"] = timings.get("video", 0.0) + time.perf_counter() - t0
         info = fs.info
         clip_len = fs.window[1] - fs.window[0]
@@ -167,11 +167,9 @@ def process_sample(
     if cfg.audio.enabled:
         on_stage("audio")
         t0 = time.perf_counter()
-        try:
+        with _stage("audio"):
             af = audio_features(sample.source, cfg.audio, start=sample.start, end=sample.end,
                                 seed=seed, clip_seconds=clip_len)
-        except Exception as exc:  # noqa: BLE001
-            raise _stage_error("audio", exc) from exc
         timings["audio"] = timings.get("audio", 0.0) + time.perf_counter() - t0
         mel = af.mel
         if clip_len is None and af.has_audio:

@@ -100,6 +100,14 @@ def is_url(text: str) -> bool:
 def _read_bytes(source: str | Path) -> bytes:
     if str(source) == "-":
         return sys.stdin.buffer.read()
+    if is_url(str(source)):
+        try:
+            import fsspec
+
+            with fsspec.open(str(source), "rb") as fh:
+                return fh.read()
+        except (ImportError, ValueError, OSError) as exc:
+            raise MmprepError(f"cannot read manifest {source}: {exc}") from exc
     try:
         return Path(source).read_bytes()
     except OSError as exc:
@@ -271,7 +279,9 @@ def read_manifest(
         rows = _rows_folder(folder)
     else:
         if root is not None:
-            base = Path(root).absolute()
+            base = root if is_url(str(root)) else Path(root).absolute()
+        elif is_url(name):
+            base = name.rsplit("/", 1)[0]
         else:
             base = Path.cwd() if name == "-" else Path(name).absolute().parent
         data = _maybe_gunzip(_read_bytes(name), name)
@@ -291,9 +301,7 @@ def read_manifest(
     return build_samples(rows, base=base, columns=columns)
 
 
-def build_samples(
-    rows, *, base: Path, columns: Columns
-) -> list[Sample]:
+def build_samples(rows, *, base: Path | str, columns: Columns) -> list[Sample]:
     samples: list[Sample] = []
     by_identity: dict[tuple, Sample] = {}
     used: set[str] = set()
@@ -311,7 +319,7 @@ def build_samples(
             continue
         media = str(media).strip()
         if not is_url(media) and not os.path.isabs(media):
-            media = str(base / media)
+            media = f"{base.rstrip('/')}/{media}" if isinstance(base, str) else str(base / media)
         try:
             start = _time(row.get("start"), "start")
             end = _time(row.get("end"), "end")

@@ -84,3 +84,31 @@ def extract(clips, seconds, pipeline, no_ffmpeg, as_json):
                                           f"{r['ffmpeg_loop_clips_per_s']:.2f} clips/s -> "
                                           f"mmprep is {r['speedup_vs_ffmpeg_loop']:.2f}x faster"))
     _print(r, as_json, rows)
+
+
+@click.command("scale")
+@click.option("-n", "--clips", default=128, show_default=True, type=click.IntRange(4),
+              help="Generated sample clips (320x240, 25 fps, H.264 + AAC).")
+@click.option("--seconds", default=2.0, show_default=True, type=click.FloatRange(0.5))
+@click.option("--pipeline", default="gram-vast", show_default=True, help="Extract preset.")
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(1),
+              help="Runs per setting; the fastest is reported.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@handle_errors
+def scale(clips, seconds, pipeline, repeat, as_json):
+    """Throughput with 2 workers vs 1, and the overhead of the fault-tolerant runner
+    (worker process, timeouts, ordered writing, stats) vs a bare in-process loop on one
+    core."""
+    from mmprep.bench.scale import bench_scale
+
+    r = bench_scale(clips, seconds=seconds, pipeline=pipeline, repeat=repeat)
+    rows = [
+        ("clips", f"{r['clips']} x {r['clip_seconds']} s, pipeline {r['pipeline']}"),
+        ("bare loop, 1 core", f"{r['bare_loop_1core_s']:.2f} s"),
+        ("extract --workers 1, 1 core", f"{r['workers1_1core_s']:.2f} s -> overhead "
+                                        f"{r['overhead_pct']:+.1f}%"),
+        ("extract --workers 1", f"{r['workers1_s']:.2f} s ({r['workers1_clips_per_s']} clips/s)"),
+        ("extract --workers 2", f"{r['workers2_s']:.2f} s ({r['workers2_clips_per_s']} clips/s) "
+                                f"-> {r['speedup_2_vs_1']:.2f}x"),
+    ]
+    _print(r, as_json, rows)

@@ -56,7 +56,10 @@ def run_local(
     cap = pool.buffer_mb * 1e6
     workers_pool = SamplePool(cfg, workers, sample_timeout=pool.sample_timeout)
     try:
-        while tasks or workers_pool.busy():
+        while tasks or workers_pool.busy() or workers_pool.orphans:
+            while workers_pool.orphans:  # queued behind a sample whose worker was killed
+                (index, pos), sample = workers_pool.orphans.popleft()
+                tasks.appendleft((index, pos, sample))
             for worker in workers_pool.idle():
                 if not tasks or sum(j.buffered_bytes for j in jobs.values()) > cap:
                     break
@@ -78,6 +81,8 @@ def run_local(
             job.abort()
         raise
     workers_pool.close()
+    if jobs:  # pragma: no cover - a scheduling bug must never pass silently
+        raise RuntimeError(f"shards {sorted(jobs)} were left unfinished")
     return finished
 
 

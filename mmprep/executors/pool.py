@@ -1,9 +1,11 @@
 """Worker processes for samples, with per-sample timeouts and replacement of dead workers.
 
-Each worker runs ``run_sample`` on one sample at a time and reports the stage it is in.
-A sample that takes longer than the timeout is abandoned: its worker is killed, the
-sample gets an error record naming the stage, and a fresh worker takes the slot. A
-worker that dies (a crash in a decoder, the OOM killer) is handled the same way.
+Each worker runs ``run_sample`` on the samples it is sent, one at a time, and keeps a
+second one queued so it never waits for the parent. The stage it is in sits in shared
+memory. A sample that takes longer than the timeout is abandoned: its worker is killed,
+the sample gets an error record naming the stage, the sample queued behind it goes back
+to the scheduler, and a fresh worker takes the slot. A worker that dies (a crash in a
+decoder, the OOM killer) is handled the same way.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
 from mmprep.config import from_dict, to_dict
 from mmprep.errors import MmprepError
-from mmprep.extract import ExtractConfig, Outcome, failure_record, run_sample
+from mmprep.extract import STAGES, ExtractConfig, Outcome, failure_record, run_sample
 from mmprep.sources import Sample
 
 _PRELOAD = ["mmprep.executors.pool", "mmprep.extract", "av", "numpy", "torch",
             "torchaudio.compliance.kaldi", "tokenizers", "PIL.Image"]
+_STAGE_NAMES = ("start", *STAGES)
+QUEUE_DEPTH = 2  # samples sent ahead to each worker
 
 
 def _context():
@@ -64,7 +69,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(conn, cfg_data: dict[str, Any], torch_threads: int) -> None:
+def _worker_main(conn, stage, cfg_data: dict[str, Any], torch_threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     _die_with_parent()
     try:
@@ -74,6 +79,11 @@ def _worker_main(conn, cfg_data: dict[str, Any], torch_threads: int) -> None:
     except ImportError:  # pragma: no cover
         pass
     cfg = from_dict(ExtractConfig, cfg_data)
+    codes = {name: i for i, name in enumerate(_STAGE_NAMES)}
+
+    def on_stage(name: str) -> None:
+        stage.value = codes.get(name, 0)
+
     while True:
         try:
             msg = conn.recv()
@@ -83,17 +93,14 @@ def _worker_main(conn, cfg_data: dict[str, Any], torch_threads: int) -> None:
             return
         task_id, sample_data = msg
         sample = Sample.from_dict(sample_data)
-
-        def on_stage(stage: str, task_id=task_id) -> None:
-            conn.send(("stage", task_id, stage))
-
         try:
             outcome = run_sample(sample, cfg, on_stage)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the sample
             outcome = Outcome(None, error=failure_record(
                 sample, "internal", type(exc).__name__, f"unexpected error: {exc}"))
+        stage.value = 0
         try:
-            conn.send(("done", task_id, outcome))
+            conn.send((task_id, outcome))
         except (BrokenPipeError, OSError):
             return
 
@@ -102,9 +109,14 @@ def _worker_main(conn, cfg_data: dict[str, Any], torch_threads: int) -> None:
 class _Worker:
     proc: Any
     conn: Any
-    task: Any = None  # (task_id, Sample) while busy
-    started: float = 0.0
-    stage: str = "start"
+    stage: Any  # shared byte: index into _STAGE_NAMES
+    queue: deque = field(default_factory=deque)  # (task_id, Sample) sent, in order
+    started: float = 0.0  # when the head of the queue started
+
+    @property
+    def stage_name(self) -> str:
+        code = self.stage.value
+        return _STAGE_NAMES[code] if 0 <= code < len(_STAGE_NAMES) else "start"
 
 
 class SamplePool:
@@ -118,33 +130,37 @@ class SamplePool:
         self.cfg_data = to_dict(cfg)
         self.timeout = sample_timeout if sample_timeout and sample_timeout > 0 else None
         self.torch_threads = torch_threads
-        self.workers = [self._spawn() for _ in range(workers)]
         self.replaced = 0
         self.start_failures = 0
+        self.orphans: deque = deque()  # (task_id, Sample) to hand out again
+        self.workers = [self._spawn() for _ in range(workers)]
 
     def _spawn(self) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=True)
-        proc = self.ctx.Process(target=_worker_main, args=(child, self.cfg_data,
-                                                           self.torch_threads), daemon=True)
+        stage = self.ctx.Value("b", 0, lock=False)
+        proc = self.ctx.Process(target=_worker_main, daemon=True,
+                                args=(child, stage, self.cfg_data, self.torch_threads))
         with _unimportable_main_hidden():
             proc.start()
         child.close()
-        return _Worker(proc, parent)
+        return _Worker(proc, parent, stage)
 
     def idle(self) -> list[_Worker]:
-        return [w for w in self.workers if w.task is None]
+        """Workers that can take another sample now (fewest queued first)."""
+        return sorted((w for w in self.workers if len(w.queue) < QUEUE_DEPTH),
+                      key=lambda w: len(w.queue))
 
     def busy(self) -> int:
-        return sum(1 for w in self.workers if w.task is not None)
+        return sum(len(w.queue) for w in self.workers)
 
     def busy_pids(self) -> list[int]:
-        return [w.proc.pid for w in self.workers if w.task is not None]
+        return [w.proc.pid for w in self.workers if w.queue]
 
     def submit(self, worker: _Worker, task_id: Any, sample: Sample) -> None:
         worker.conn.send((task_id, sample.to_dict()))
-        worker.task = (task_id, sample)
-        worker.started = time.monotonic()
-        worker.stage = "start"
+        if not worker.queue:
+            worker.started = time.monotonic()
+        worker.queue.append((task_id, sample))
 
     def _replace(self, worker: _Worker) -> None:
         try:
@@ -157,8 +173,9 @@ class SamplePool:
         self.replaced += 1
 
     def _fail(self, worker: _Worker, type_name: str, message: str) -> tuple[Any, Outcome]:
-        task_id, sample = worker.task
-        if worker.stage == "start" and type_name == "WorkerCrash":
+        task_id, sample = worker.queue.popleft()
+        stage = worker.stage_name
+        if stage == "start" and type_name == "WorkerCrash":
             # Died before starting the sample: a broken worker, not a bad sample.
             self.start_failures += 1
             if self.start_failures >= 3:
@@ -167,59 +184,59 @@ class SamplePool:
                                   "run with --workers 0 to see the error in this process")
         else:
             self.start_failures = 0
-        record = failure_record(sample, worker.stage, type_name, message)
+        self.orphans.extend(worker.queue)
+        worker.queue.clear()
+        record = failure_record(sample, stage, type_name, message.format(stage=stage))
         self._replace(worker)
         return task_id, Outcome(None, error=record)
 
     def poll(self, timeout: float = 0.5) -> list[tuple[Any, Outcome]]:
-        """Wait up to ``timeout`` s; return the (task_id, outcome) pairs that finished."""
-        busy = [w for w in self.workers if w.task is not None]
+        """Wait up to ``timeout`` s; return the (task_id, outcome) pairs that finished.
+
+        Samples queued behind a killed worker's sample land in ``orphans``.
+        """
+        busy = [w for w in self.workers if w.queue]
         if not busy:
             return []
-        now = time.monotonic()
         if self.timeout is not None:
             nearest = min(w.started + self.timeout for w in busy)
-            timeout = max(0.0, min(timeout, nearest - now))
+            timeout = max(0.0, min(timeout, nearest - time.monotonic()))
         handles: dict[Any, _Worker] = {}
         for w in busy:
             handles[w.conn] = w
             handles[w.proc.sentinel] = w
-        ready = wait(list(handles), timeout=timeout)
         results: list[tuple[Any, Outcome]] = []
-        seen: set[int] = set()
-        for handle in ready:
+        drained: set[int] = set()
+        for handle in wait(list(handles), timeout=timeout):
             w = handles[handle]
-            if id(w) in seen or w.task is None:
-                continue
-            results.extend(self._drain(w, seen))
+            if id(w) not in drained and w in self.workers:
+                drained.add(id(w))
+                results.extend(self._drain(w))
         if self.timeout is not None:
             now = time.monotonic()
             for w in list(self.workers):
-                if w.task is not None and now - w.started > self.timeout:
+                if w.queue and now - w.started > self.timeout:
                     results.append(self._fail(
-                        w, "Timeout",
-                        f"no result after {self.timeout:g} s (stuck in stage {w.stage}); "
-                        "the worker was killed and replaced"))
+                        w, "Timeout", f"no result after {self.timeout:g} s (stuck in stage "
+                                      "{stage}); the worker was killed and replaced"))
         return results
 
-    def _drain(self, w: _Worker, seen: set[int]) -> list[tuple[Any, Outcome]]:
+    def _drain(self, w: _Worker) -> list[tuple[Any, Outcome]]:
         out = []
         try:
-            while w.task is not None and w.conn.poll():
-                kind, task_id, payload = w.conn.recv()
-                if kind == "stage":
-                    w.stage = payload
-                elif kind == "done":
-                    out.append((task_id, payload))
-                    w.task = None
+            while w.queue and w.conn.poll():
+                task_id, outcome = w.conn.recv()
+                head_id, _ = w.queue.popleft()
+                assert head_id == task_id, "worker answered out of order"
+                out.append((task_id, outcome))
+                w.started = time.monotonic()
         except (EOFError, OSError):
             w.proc.join(timeout=2.0)  # the pipe closed: the worker is dying
-        if w.task is not None and not w.proc.is_alive():
-            seen.add(id(w))
+        if w.queue and not w.proc.is_alive():
             code = w.proc.exitcode
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             out.append(self._fail(w, "WorkerCrash",
-                                  f"the worker process died ({how}) during stage {w.stage}"))
+                                  f"the worker process died ({how}) during stage {{stage}}"))
         return out
 
     def close(self) -> None:

@@ -27,19 +27,39 @@ def describe_open_error(source: Any, exc: BaseException) -> str:
     return f"cannot open as media ({text})"
 
 
+def open_url(url: str):
+    """A binary file object for an fsspec URL, or None when fsspec cannot open it (then
+    FFmpeg gets the URL itself: http, rtmp, ...)."""
+    try:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError):
+        return None
+    return fs.open(path, "rb")
+
+
 @contextmanager
 def open_media(source: Any, *, stage: str, timeout: float | None = None):
-    """``av.open`` for reading; errors become ``SampleError(stage, reason)``."""
+    """``av.open`` for reading (paths, fsspec URLs, file objects); errors become
+    ``SampleError(stage, reason)``."""
     import av
 
     kwargs: dict[str, Any] = {"mode": "r", "metadata_errors": "replace"}
     if timeout:
         kwargs["timeout"] = timeout
+    handle = None
     try:
-        container = av.open(source, **kwargs)
+        if isinstance(source, str) and "://" in source[:16]:
+            handle = open_url(source)
+        container = av.open(handle if handle is not None else source, **kwargs)
     except (OSError, av.error.FFmpegError, ValueError, UnicodeError) as exc:
+        if handle is not None:
+            handle.close()
         raise SampleError(stage, describe_open_error(source, exc)) from exc
     try:
         yield container
     finally:
         container.close()
+        if handle is not None:
+            handle.close()

@@ -1,0 +1,86 @@
+"""Scaling and overhead of the extract runner, measured in one run on the same clips.
+
+- overhead: ``extract --workers 1`` (worker process, IPC, timeouts, in-order shard writing,
+  stats files) against a bare in-process loop of ``run_sample`` + tar writing, both
+  pinned to the same single core;
+- scaling: ``--workers 2`` against ``--workers 1`` on all cores.
+
+The worker server is started once before timing (a fixed cost of a few seconds per run,
+not per clip).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mmprep.bench.extract import one_core, sample_clips
+
+
+def bare_loop(samples, cfg, out_dir: Path) -> float:
+    """The same per-sample work with no fault tolerance around it."""
+    from mmprep.extract import run_sample
+    from mmprep.shards import ShardWriter
+    from mmprep.storage import LocalStore
+
+    store = LocalStore(out_dir)
+    store.mkdirs()
+    t0 = time.perf_counter()
+    per = cfg.shards.samples_per_shard
+    for start in range(0, len(samples), per):
+        writer = ShardWriter(store, "bare", start // per)
+        for sample in samples[start : start + per]:
+            outcome = run_sample(sample, cfg)
+            if outcome.ok:
+                writer.write(sample.key, outcome.members)
+        writer.close()
+    return time.perf_counter() - t0
+
+
+def bench_scale(n: int = 128, *, seconds: float = 2.0, pipeline: str = "gram-vast",
+                repeat: int = 1) -> dict[str, Any]:
+    import torch
+
+    from mmprep.executors.local import PoolOptions
+    from mmprep.executors.pool import SamplePool
+    from mmprep.extract import ExtractConfig
+    from mmprep.presets import build_config
+    from mmprep.runner import RunOptions, extract
+    from mmprep.sources import read_manifest
+
+    samples = read_manifest(sample_clips(n, seconds))
+    cfg = build_config(ExtractConfig, "extract", pipeline=pipeline,
+                       values={"video.threads": 1, "shards.samples_per_shard": 32})
+    torch.set_num_threads(1)
+    SamplePool(cfg, 1).close()  # start the worker server outside the timings
+
+    def run(workers: int, out: Path) -> float:
+        t0 = time.perf_counter()
+        extract(samples, out, cfg, RunOptions(progress=False, pool=PoolOptions(workers=workers)))
+        return time.perf_counter() - t0
+
+    times: dict[str, list[float]] = {"bare": [], "w1_pinned": [], "w1": [], "w2": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        bare_loop(samples[:2], cfg, Path(tmp) / "warm")  # imports, tokenizer, filter banks
+        for r in range(repeat):
+            with one_core():
+                times["bare"].append(bare_loop(samples, cfg, Path(tmp) / f"bare{r}"))
+                times["w1_pinned"].append(run(1, Path(tmp) / f"p{r}"))
+            times["w1"].append(run(1, Path(tmp) / f"a{r}"))
+            times["w2"].append(run(2, Path(tmp) / f"b{r}"))
+    best = {k: min(v) for k, v in times.items()}
+    return {
+        "clips": n,
+        "clip_seconds": seconds,
+        "pipeline": pipeline,
+        "bare_loop_1core_s": round(best["bare"], 3),
+        "workers1_1core_s": round(best["w1_pinned"], 3),
+        "overhead_pct": round(100 * (best["w1_pinned"] / best["bare"] - 1), 1),
+        "workers1_s": round(best["w1"], 3),
+        "workers2_s": round(best["w2"], 3),
+        "workers1_clips_per_s": round(n / best["w1"], 2),
+        "workers2_clips_per_s": round(n / best["w2"], 2),
+        "speedup_2_vs_1": round(best["w1"] / best["w2"], 2),
+    }

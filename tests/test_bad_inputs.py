@@ -1,0 +1,138 @@
+"""Every kind of bad input gives a correct sample or an error record, never a crash."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import webdataset as wds
+
+from mmprep.config import from_dict
+from mmprep.executors.local import PoolOptions
+from mmprep.extract import ExtractConfig
+from mmprep.inspect import inspect_path
+from mmprep.runner import RunOptions, extract
+from mmprep.shards import shard_files
+from mmprep.sources import read_manifest
+from mmprep.testing.media import encode_clip, make_indexed_clip, tone
+
+
+def corrupt_middle(src, dst, seed=0):
+    """Overwrite chunks in the middle of the media data with random bytes."""
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(seed)
+    for start in np.linspace(len(data) * 0.4, len(data) * 0.7, 6).astype(int):
+        data[start : start + 300] = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    good = make_indexed_clip(d / "good.mp4", 48, fps=24, gop=12)
+    cases = {}  # key -> (row, expectation): "ok", "error:<stage>", or "either"
+
+    def add(key, video, caption="a caption", expect="ok", **extra):
+        cases[key] = ({"key": key, "video": str(video), "caption": caption, **extra}, expect)
+
+    add("good", good)
+    (d / "zero.mp4").write_bytes(b"")
+    add("zero", d / "zero.mp4", expect="error:video")
+    (d / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    add("truncated", d / "truncated.mp4", expect="either")
+    (d / "text.mp4").write_text("this is a text file, not a video\n" * 50)
+    add("text", d / "text.mp4", expect="error:video")
+    add("audio_only", encode_clip(d / "audio_only.m4a", None, audio=tone(1.0)),
+        expect="error:video")
+    add("no_audio", encode_clip(d / "no_audio.mp4",
+                                [np.full((32, 32, 3), i * 20, np.uint8) for i in range(12)],
+                                fps=12))
+    add("one_pixel", encode_clip(d / "one_pixel.mkv",
+                                 [np.full((1, 1, 3), i * 20, np.uint8) for i in range(6)],
+                                 fps=6, pix_fmt="yuv444p"))
+    add("odd_size", encode_clip(d / "odd.mkv",
+                                [np.full((37, 53, 3), i * 20, np.uint8) for i in range(6)],
+                                fps=6, pix_fmt="yuv444p"))
+    add("vfr", make_indexed_clip(d / "vfr.mp4", 6, frame_times=[0, 0.1, 0.15, 0.9, 1.0, 2.2],
+                                 gop=None))
+    add("corrupt_middle", corrupt_middle(good, d / "corrupt.mp4"), expect="either")
+    spaced = d / "dossier avec espaces ünïcødé 日本"
+    spaced.mkdir()
+    add("unicode_path", shutil.copy(good, spaced / "vidéo clip.mp4"))
+    add("missing", d / "does_not_exist.mp4", expect="error:video")
+    add("empty_caption", good, caption="   ", expect="error:text")
+    add("long_caption", good, caption="word " * 20000)
+    add("duplicate_key", d / "zero.mp4", expect="error:manifest")  # 'good' key again, below
+    cases["duplicate_key"][0]["key"] = "good"
+    if shutil.which("ffmpeg"):
+        rotated = d / "rotated.mp4"
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(good), "-c", "copy",
+                        "-metadata:s:v:0", "rotate=90", str(rotated)], check=True)
+        add("rotated", rotated)
+    rows = [row for row, _ in cases.values()]
+    # One caption with bytes that are not UTF-8: written raw into the manifest.
+    manifest = d / "manifest.jsonl"
+    lines = [json.dumps(r).encode() for r in rows]
+    lines.append(b'{"key": "latin1", "video": "' + str(good).encode()
+                 + b'", "caption": "caf\xe9 cr\xe8me"}')
+    cases["latin1"] = ({}, "ok")
+    manifest.write_bytes(b"\n".join(lines) + b"\n")
+    return manifest, {k: e for k, (_, e) in cases.items()}
+
+
+@pytest.fixture(scope="module")
+def bad_run(bad_inputs, tmp_path_factory):
+    manifest, expected = bad_inputs
+    out = tmp_path_factory.mktemp("bad_out")
+    cfg = from_dict(ExtractConfig, {"video": {"num_frames": 4, "size": 32},
+                                    "audio": {"target_frames": 64},
+                                    "shards": {"samples_per_shard": 5}})
+    opts = RunOptions(progress=False, pool=PoolOptions(workers=2, sample_timeout=60))
+    summary = extract(read_manifest(manifest), out, cfg, opts)
+    return out, summary, expected
+
+
+def test_every_sample_is_a_shard_sample_or_an_error_record(bad_run):
+    out, summary, expected = bad_run
+    samples = {s["__key__"]: s for s in wds.WebDataset(shard_files(out), shardshuffle=False)
+               .decode("rgb8")}
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    error_keys = [e["key"] for e in errors]
+    assert len(samples) + len(errors) == len(expected) == summary.ok + summary.failed
+    assert not set(samples) & set(error_keys)
+    assert len(set(error_keys)) == len(error_keys)
+    by_key = {e["key"]: e for e in errors}
+    for key, expect in expected.items():
+        if key == "duplicate_key":
+            assert any("duplicate key 'good'" in e["message"] for e in errors)
+            continue
+        if expect == "ok":
+            assert key in samples, by_key.get(key)
+        elif expect.startswith("error:"):
+            assert by_key[key]["stage"] == expect.split(":")[1], by_key[key]
+        else:
+            assert key in samples or key in by_key
+    assert inspect_path(str(out))["valid"]
+
+
+def test_bad_input_details(bad_run):
+    out, _, expected = bad_run
+    samples = {s["__key__"]: s for s in wds.WebDataset(shard_files(out), shardshuffle=False)
+               .decode("rgb8")}
+    meta = {k: s["json"] for k, s in samples.items()}
+    assert meta["no_audio"]["has_audio"] is False
+    assert samples["no_audio"]["mel.npy"].shape == (64, 64)
+    assert samples["one_pixel"]["f000.jpg"].shape == (32, 32, 3)
+    assert samples["odd_size"]["f003.jpg"].shape == (32, 32, 3)
+    assert meta["vfr"]["frame_timestamps"] == sorted(meta["vfr"]["frame_timestamps"])
+    assert meta["long_caption"]["text"]["truncated"] == [True]
+    assert len(meta["long_caption"]["captions"][0]) == 10000
+    assert "\ufffd" in meta["latin1"]["captions"][0]
+    assert any("UTF-8" in w for w in meta["latin1"]["warnings"])
+    assert meta["unicode_path"]["source"].endswith("vidéo clip.mp4")
+    if "rotated" in expected:
+        assert meta["rotated"]["video"]["rotation"] == 90
