@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -136,3 +137,34 @@ def test_bad_input_details(bad_run):
     assert meta["unicode_path"]["source"].endswith("vidéo clip.mp4")
     if "rotated" in expected:
         assert meta["rotated"]["video"]["rotation"] == 90
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_4k_video_stays_within_bounded_memory(tmp_path):
+    """A 4K clip (fps sampling keeps every frame) costs little more memory than a small
+    one: frames are resized as soon as they are decoded."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (2160, 3840, 3), dtype=np.uint8)
+    big = encode_clip(tmp_path / "4k.mp4", [np.roll(base, i * 8, axis=1) for i in range(12)],
+                      fps=12, gop=12, audio=tone(1.0), options={"preset": "ultrafast"})
+    small = encode_clip(tmp_path / "small.mp4", [base[:96, :128]] * 12, fps=12, gop=12,
+                        audio=tone(1.0))
+    code = (
+        "import re, sys\n"
+        "from mmprep.config import from_dict\n"
+        "from mmprep.extract import ExtractConfig, run_sample\n"
+        "from mmprep.sources import Sample\n"
+        "cfg = from_dict(ExtractConfig, {'video': {'sampling': 'fps', 'fps': 12}})\n"
+        "o = run_sample(Sample(index=0, key='k', source=sys.argv[1], captions=['x']), cfg)\n"
+        "assert o.ok and sum(n.endswith('.jpg') for n, _ in o.members) == 12, o.error\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1)) // 1024)\n"
+    )
+
+    def peak_mb(clip) -> int:
+        out = subprocess.run([sys.executable, "-c", code, str(clip)], check=True,
+                             capture_output=True, text=True).stdout
+        return int(out.split()[-1])
+
+    # Twelve decoded 4K RGB frames alone would take 300 MB.
+    assert peak_mb(big) - peak_mb(small) < 150

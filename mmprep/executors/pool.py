@@ -42,20 +42,26 @@ def _context():
 
 
 @contextlib.contextmanager
-def _unimportable_main_hidden():
-    """Workers re-import ``__main__`` by path; a script read from stdin has no such path
-    (``<stdin>``), so hide it while starting workers (their code lives in mmprep)."""
+def _main_hidden():
+    """Start workers without re-importing the caller's ``__main__``.
+
+    multiprocessing re-imports the main script in each new process, which re-runs any
+    top-level code of a script without an ``if __name__ == "__main__":`` guard (and fails
+    for a script read from stdin). Workers only run mmprep code, so the main module is
+    hidden while they start.
+    """
     main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    hide = path is not None and getattr(main, "__spec__", None) is None and (
-        not os.path.exists(path))
-    if hide:
-        del main.__file__
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+    for k in saved:
+        if k == "__spec__":
+            main.__spec__ = None
+        else:
+            delattr(main, k)
     try:
         yield
     finally:
-        if hide:
-            main.__file__ = path
+        for k, v in saved.items():
+            setattr(main, k, v)
 
 
 def _die_with_parent() -> None:
@@ -140,7 +146,7 @@ class SamplePool:
         stage = self.ctx.Value("b", 0, lock=False)
         proc = self.ctx.Process(target=_worker_main, daemon=True,
                                 args=(child, stage, self.cfg_data, self.torch_threads))
-        with _unimportable_main_hidden():
+        with _main_hidden():
             proc.start()
         child.close()
         return _Worker(proc, parent, stage)
