@@ -60,14 +60,15 @@ def run_local(
             while workers_pool.orphans:  # queued behind a sample whose worker was killed
                 (index, pos), sample = workers_pool.orphans.popleft()
                 tasks.appendleft((index, pos, sample))
-            for worker in workers_pool.idle():
-                if not tasks or sum(j.buffered_bytes for j in jobs.values()) > cap:
+            while tasks and sum(j.buffered_bytes for j in jobs.values()) <= cap:
+                idle = workers_pool.idle()
+                if not idle:
                     break
                 index, pos, sample = tasks.popleft()
                 if index not in jobs:
                     jobs[index] = ShardJob(index, chunks[index], cfg, store,
                                            fail_fast=fail_fast, extra_stats=extra_stats)
-                workers_pool.submit(worker, (index, pos), sample)
+                workers_pool.submit(idle[0], (index, pos), sample)
             for (index, pos), outcome in workers_pool.poll(0.5):
                 job = jobs[index]
                 job.add(pos, outcome)
