@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "retry-failed": "mmprep.cli.shards_cmds:retry_failed",
     "pipelines": "mmprep.cli.pipelines:pipelines",
     "bench": "mmprep.cli.bench:bench",
+    "completion": "mmprep.cli.completion:completion",
 }
 
 
