@@ -15,6 +15,7 @@ from mmprep import __version__
 COMMANDS: dict[str, str] = {
     "sample-data": "mmprep.cli.sample_data:sample_data",
     "extract": "mmprep.cli.extract:extract",
+    "embed": "mmprep.cli.embed:embed",
     "pipelines": "mmprep.cli.pipelines:pipelines",
     "bench": "mmprep.cli.bench:bench",
 }
@@ -42,6 +43,8 @@ def cli() -> None:
     Typical chain:
       mmprep sample-data demo/raw --n 16
       mmprep extract demo/raw/manifest.jsonl -o demo/shards --pipeline gram-vast
+      mmprep embed demo/shards -o demo/features.h5 --video-encoder efficientnet-lite0 \
+          --audio-encoder efficientnet-lite0 --text-encoder minilm
 
     Run `mmprep COMMAND --help` for each command's options.
     """
