@@ -10,6 +10,7 @@ import click
 BENCH_COMMANDS: dict[str, str] = {
     "decode": "mmprep.cli.bench_media:decode",
     "extract": "mmprep.cli.bench_media:extract",
+    "embed": "mmprep.cli.bench_embed:embed",
 }
 
 
