@@ -19,8 +19,8 @@ from mmprep.embed.run import Layout, ShardsResult
 from mmprep.errors import MmprepError
 
 
-def _child(device: str, tasks: list[ShardTask], layout: Layout, cfg: EmbedConfig, q,
-           fail_fast: bool) -> None:
+def _child(rank: int, device: str, tasks: list[ShardTask], layout: Layout, cfg: EmbedConfig,
+           q, fail_fast: bool) -> None:
     try:
         from mmprep.embed import load_encoders
         from mmprep.embed.run import embed_shards, resolve_device
@@ -29,11 +29,11 @@ def _child(device: str, tasks: list[ShardTask], layout: Layout, cfg: EmbedConfig
         result = embed_shards(tasks, encoders, layout, cfg, device=resolve_device(device),
                               on_batch=lambda c, e: q.put(("batch", c, e)),
                               fail_fast=fail_fast)
-        q.put(("done", device, result))
+        q.put(("done", rank, result))
     except MmprepError as exc:
-        q.put(("error", device, str(exc)))
+        q.put(("error", rank, str(exc)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, then re-raised
-        q.put(("error", device, f"{type(exc).__name__}: {exc}"))
+        q.put(("error", rank, f"{type(exc).__name__}: {exc}"))
         raise
 
 
@@ -56,23 +56,23 @@ def embed_on_devices(
         # CPU processes share the cores instead of each taking all of them.
         cfg = dataclasses.replace(cfg, threads=max(1, (os.cpu_count() or 1) // len(devices)))
     procs = []
-    for device, share in zip(devices, shares):
+    for rank, (device, share) in enumerate(zip(devices, shares)):
         if share:
-            p = ctx.Process(target=_child, args=(device, share, layout, cfg, q, fail_fast),
-                            daemon=False)
+            p = ctx.Process(target=_child, args=(rank, device, share, layout, cfg, q,
+                                                 fail_fast), daemon=False)
             p.start()
-            procs.append((device, p))
+            procs.append((rank, device, p))
     total = ShardsResult()
-    running = {d for d, _ in procs}
+    running = {rank for rank, _, _ in procs}
     try:
         while running:
             try:
                 msg = q.get(timeout=1.0)
             except queue_mod.Empty:
-                dead = [d for d, p in procs if d in running and p.exitcode not in (None, 0)]
-                if dead:
-                    raise MmprepError(f"the process for {dead[0]} died (exit code "
-                                      f"{dict(procs)[dead[0]].exitcode})") from None
+                for rank, device, p in procs:
+                    if rank in running and p.exitcode not in (None, 0):
+                        raise MmprepError(f"the process for {device} died (exit code "
+                                          f"{p.exitcode})") from None
                 continue
             kind = msg[0]
             if kind == "batch" and on_batch is not None:
@@ -86,9 +86,9 @@ def embed_on_devices(
                 total.seconds = max(total.seconds, res.seconds)
                 running.discard(msg[1])
             elif kind == "error":
-                raise MmprepError(f"{msg[1]}: {msg[2]}")
+                raise MmprepError(f"{devices[msg[1]]}: {msg[2]}")
     finally:
-        for _, p in procs:
+        for _, _, p in procs:
             if p.is_alive() and running:
                 p.terminate()
             p.join()

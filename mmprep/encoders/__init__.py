@@ -20,7 +20,7 @@ import importlib
 from dataclasses import dataclass
 
 from mmprep.encoders.base import MODALITIES, Encoder
-from mmprep.errors import MmprepError
+from mmprep.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
     family, sep, rest = spec.partition(":")
     if not sep or family not in ENCODERS or family in ("minilm", "efficientnet-lite0"):
         names = ", ".join(f.syntax for f in ENCODERS.values())
-        raise MmprepError(f"unknown encoder {spec!r} (known: {names})")
+        raise ConfigError(f"unknown encoder {spec!r} (known: {names})")
     if family == "hf":
         return family, rest, None
     arch, _, path = rest.partition("@")
@@ -73,11 +73,11 @@ def load_encoder(spec: str, modality: str) -> Encoder:
     import torch
 
     if modality not in MODALITIES:
-        raise MmprepError(f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})")
+        raise ConfigError(f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})")
     family, arch, path = parse_spec(spec)
     entry = ENCODERS[family]
     if modality not in entry.modalities:
-        raise MmprepError(f"encoder {spec!r} cannot encode {modality} "
+        raise ConfigError(f"encoder {spec!r} cannot encode {modality} "
                           f"(it encodes: {', '.join(entry.modalities)})")
     module, func = entry.loader.split(":")
     with torch.inference_mode(False):
