@@ -106,8 +106,11 @@ def finish(out: str | Path, parts: list[Path], *, base: Path | None = None,
     for part in parts:
         part.unlink(missing_ok=True)
     pdir = parts_dir_for(out)
-    if pdir.is_dir() and not any(pdir.iterdir()):
-        pdir.rmdir()
+    if pdir.is_dir():
+        for tmp in pdir.glob("*.tmp"):  # left by a killed writer
+            tmp.unlink()
+        if not any(pdir.iterdir()):
+            pdir.rmdir()
     return out, errors
 
 
