@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from mmprep.encoders.base import InputPlan
+from mmprep.encoders.base import InputPlan, TokenInput
 from mmprep.errors import MmprepError
 
 
@@ -54,6 +54,8 @@ class DecodeSpec:
     audio: InputPlan | None = None
     text: InputPlan | None = None
     video_size: int | None = None  # frame side the video encoder takes
+    tokens: TokenInput | None = None  # the text encoder's input (batch trimming / padding)
+    trim_tokens: bool = True
     frames_per_clip: int | None = None  # required (per-frame tokens) or None
     pipeline_hash: str | None = None
     batch_size: int = 32
@@ -283,8 +285,11 @@ def collate(samples: list[Decoded], errors: list[dict], done: list[int],
         ]
         batch["has_audio"] = torch.tensor([s.mel is not None for s in samples])
     if spec.text is not None and samples:
-        batch["ids"] = torch.from_numpy(np.concatenate([s.ids for s in samples]))
-        batch["mask"] = torch.from_numpy(np.concatenate([s.mask for s in samples]))
+        ids = np.concatenate([s.ids for s in samples])
+        mask = np.concatenate([s.mask for s in samples])
+        if spec.tokens is not None:
+            ids, mask = spec.tokens.fit(ids, mask, trim=spec.trim_tokens)
+        batch["ids"], batch["mask"] = torch.from_numpy(ids), torch.from_numpy(mask)
         batch["caption_clip"] = torch.cat([torch.full((len(s.captions),), i, dtype=torch.long)
                                            for i, s in enumerate(samples)])
         batch["captions"] = [c for s in samples for c in s.captions]

@@ -90,10 +90,12 @@ def build_layout(encoders: dict[str, Encoder], cfg: EmbedConfig,
         if not frames or probe["video"].get("sampling") not in ("uniform", "random"):
             raise MmprepError("--video-tokens needs the same number of frames in every clip "
                               "(extract --sampling uniform or random)")
-    video = encoders.get("video")
+    video, text = encoders.get("video"), encoders.get("text")
     decode = DecodeSpec(
         video=plans.get("video"), audio=plans.get("audio"), text=plans.get("text"),
         video_size=video.input.size if video is not None else None,
+        tokens=text.input if text is not None else None,
+        trim_tokens=text.trim_tokens if text is not None else True,
         frames_per_clip=frames, pipeline_hash=probe.get("pipeline_hash"),
         batch_size=cfg.batch_size,
     )

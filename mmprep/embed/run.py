@@ -108,9 +108,9 @@ class BatchEncoder:
                 out["audio_mask"] = self._to(batch["has_audio"])
             enc = self.encoders.get("text")
             if enc is not None:
-                # Trim / pad on the host: no device sync to find the longest caption.
-                ids, mask = enc.input.prepare(batch["ids"], batch["mask"], trim=enc.trim_tokens)
-                out["text"] = (enc(self._to(ids), self._to(mask)) if ids.shape[0]
+                # Trimmed / padded by the loader (TokenInput.fit); int32 until on the device.
+                ids, mask = self._to(batch["ids"]).long(), self._to(batch["mask"]).long()
+                out["text"] = (enc(ids, mask) if ids.shape[0]
                                else torch.zeros((0, enc.dim), device=self.device))
         return out
 

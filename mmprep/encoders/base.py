@@ -12,15 +12,19 @@ An ``Encoder`` wraps a torch module in eval mode with its input declaration:
 returns an ``InputPlan``: what the data loader must do (resize frames, pad mel frames,
 re-tokenize captions) and the list of conversions applied. A mismatch that cannot be
 converted raises ``MmprepError``; with ``strict`` every conversion does too.
-``prepare(...)`` is the device-side part (dtype, normalisation, layout).
+``prepare(...)`` is the device-side part (dtype, normalisation, layout) of images and
+mel features; ``TokenInput.fit`` trims or pads token batches on the host.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from mmprep.errors import MmprepError
 
@@ -83,12 +87,22 @@ class ImageInput:
         """uint8 (n, 3, H, W) on the device -> normalised float (n, 3, H, W)."""
         import torch
 
-        mean = torch.tensor(self.mean, device=frames.device).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(self.std, device=frames.device).view(1, 3, 1, 1) * 255.0
+        mean, std = _pixel_stats(self.mean, self.std, frames.device)
         x = (frames.float() - mean) / std
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x.to(dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_stats(mean, std, device):
+    """Mean/std on the device, made once (a host-to-device copy per batch would wait for
+    the queued GPU work)."""
+    import torch
+
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    return m.to(device), s.to(device)
 
 
 @dataclass(frozen=True)
@@ -213,19 +227,17 @@ class TokenInput:
         _strict(plan, strict)
         return plan
 
-    def prepare(self, ids, mask, trim: bool = True):
-        """int (n, L) ids and mask on the device -> long tensors, padding columns dropped
-        (exact for models that use the mask or a causal mask) or padded to max_length."""
-        import torch
-
-        ids, mask = ids.long(), mask.long()
+    def fit(self, ids: np.ndarray, mask: np.ndarray, trim: bool = True):
+        """Host side, per batch: pad to ``max_length`` (``pad_to_max``), or drop the
+        columns that are padding in every row (exact for models that use the attention
+        mask or a causal mask)."""
         if self.pad_to_max and ids.shape[1] != self.max_length:
-            pad = self.max_length - ids.shape[1]
-            ids = torch.nn.functional.pad(ids, (0, pad), value=0)
-            mask = torch.nn.functional.pad(mask, (0, pad), value=0)
-        elif trim and ids.shape[0]:
+            pad = ((0, 0), (0, self.max_length - ids.shape[1]))
+            return np.pad(ids, pad), np.pad(mask, pad)
+        if trim and ids.shape[0]:
             n = max(1, int(mask.sum(1).max()))
-            ids, mask = ids[:, :n], mask[:, :n]
+            if n < ids.shape[1]:
+                return np.ascontiguousarray(ids[:, :n]), np.ascontiguousarray(mask[:, :n])
         return ids, mask
 
 
