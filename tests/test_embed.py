@@ -155,7 +155,7 @@ def test_rows_equal_an_independent_computation(full, shards):
 
 @pytest.mark.slow
 def test_minilm_equals_sentence_transformers(full, shards):
-    from sentence_transformers import SentenceTransformer
+    SentenceTransformer = pytest.importorskip("sentence_transformers").SentenceTransformer
 
     from mmprep.encoders.packaged import minilm_dir
 

@@ -64,7 +64,7 @@ def bench_embed(
     from mmprep.embed.config import EmbedConfig
     from mmprep.embed.data import ShardBatches, ShardTask, probe_meta, worker_init
     from mmprep.embed.plan import build_layout, part_path, resolve_shards
-    from mmprep.embed.run import BatchEncoder, embed_shards, resolve_device
+    from mmprep.embed.run import BatchEncoder, configure_threads, embed_shards, resolve_device
 
     folder = Path(shards) if shards else bench_shards(n, seconds, pipeline, cache_dir)
     cfg = EmbedConfig(video_encoder=video_encoder, audio_encoder=audio_encoder,
@@ -82,7 +82,8 @@ def bench_embed(
         return [ShardTask(i, p, k, part=str(part_path(tmp, p)))
                 for i, (p, k) in enumerate(shard_list)]
 
-    nw = min(cfg.num_workers(), len(shard_list))
+    nw = min(cfg.num_workers(dev.type), len(shard_list))
+    configure_threads(cfg, dev, nw)  # as embed_shards does: same threads for both runs
     with tempfile.TemporaryDirectory() as tmp:
         # Loader alone, and the decoded batches kept for the model-only runs.
         loader = torch.utils.data.DataLoader(

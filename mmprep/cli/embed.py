@@ -44,11 +44,12 @@ EMBED_OPTIONS = [
                  "fp32 (default), or fp16 / bf16 autocast (bf16 is slow on CPUs without "
                  "native bf16).", choice_of(EmbedConfig, "precision")),
     ConfigOption(("--workers",), "workers",
-                 "DataLoader worker processes decoding shards (default: half the cores, "
-                 "at most 8; 0: decode in the main process).", int),
+                 "DataLoader worker processes decoding shards (default: 1 on CPU, half "
+                 "the cores up to 8 on GPU; 0: decode in the main process).", int),
     ConfigOption(("--prefetch",), "prefetch", "Batches each worker prepares ahead (default 4).",
                  int),
-    ConfigOption(("--threads",), "threads", "Torch threads for the models on CPU.", int),
+    ConfigOption(("--threads",), "threads",
+                 "Torch threads for the models on CPU (default: cores minus workers).", int),
     ConfigOption(("--no-channels-last",), "channels_last",
                  "Keep CNN inputs in NCHW layout (channels-last is the default).",
                  flag_value=False),

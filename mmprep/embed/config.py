@@ -26,9 +26,9 @@ class EmbedConfig:
     device: str = "auto"  # cpu, cuda, cuda:N, auto; "cuda:0,cuda:1": one process each
     batch_size: int = 32  # clips per batch
     precision: Precision = "fp32"  # fp16 / bf16: autocast
-    workers: int | None = None  # DataLoader worker processes (None: half the cores, <= 8)
+    workers: int | None = None  # DataLoader workers (None: 1 on CPU; half the cores, <= 8, on GPU)
     prefetch: int = 4  # batches each worker prepares ahead
-    threads: int | None = None  # torch threads of the model process on CPU (None: torch's)
+    threads: int | None = None  # torch threads of the model on CPU (None: cores - workers)
     channels_last: bool = True  # for CNN encoders
     compile: bool = False  # torch.compile the encoders' forward
     dtype: Literal["float32", "float16"] = "float32"  # stored embeddings
@@ -61,7 +61,17 @@ class EmbedConfig:
                  "text": self.text_encoder}
         return {m: s for m, s in specs.items() if s}
 
-    def num_workers(self) -> int:
+    def num_workers(self, device_type: str = "cuda") -> int:
+        """Loader processes. On CPU the models need the cores far more than the loader
+        (decoding is tens of times faster than a CPU forward pass), so one is enough."""
         if self.workers is not None:
             return self.workers
+        if device_type == "cpu":
+            return 1
         return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+    def num_threads(self, workers: int) -> int:
+        """Torch threads for the models on CPU: the cores the loader workers leave."""
+        if self.threads is not None:
+            return self.threads
+        return max(1, (os.cpu_count() or 1) - workers)

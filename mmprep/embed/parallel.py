@@ -54,7 +54,8 @@ def embed_on_devices(
     shares = [tasks[i :: len(devices)] for i in range(len(devices))]
     if cfg.threads is None and all(d == "cpu" for d in devices):
         # CPU processes share the cores instead of each taking all of them.
-        cfg = dataclasses.replace(cfg, threads=max(1, (os.cpu_count() or 1) // len(devices)))
+        per_process = (os.cpu_count() or 1) // len(devices) - cfg.num_workers("cpu")
+        cfg = dataclasses.replace(cfg, threads=max(1, per_process))
     procs = []
     for rank, (device, share) in enumerate(zip(devices, shares)):
         if share:

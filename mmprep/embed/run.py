@@ -55,6 +55,12 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def configure_threads(cfg: EmbedConfig, device: torch.device, workers: int) -> None:
+    """On CPU, give the models the cores the loader workers leave (no oversubscription)."""
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.num_threads(workers))
+
+
 def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -196,14 +202,13 @@ def embed_shards(
     if not tasks:
         return result
     t0 = time.perf_counter()
-    if device.type == "cpu" and cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    workers = min(cfg.num_workers(device.type), len(tasks))
+    configure_threads(cfg, device, workers)
     for enc in encoders.values():
         enc.to(device)
         if cfg.compile:
             enc.compile()
     run = BatchEncoder(encoders, layout, device, cfg)
-    workers = min(cfg.num_workers(), len(tasks))
     loader = torch.utils.data.DataLoader(
         ShardBatches(tasks, layout.decode), batch_size=None, num_workers=workers,
         pin_memory=device.type == "cuda", prefetch_factor=cfg.prefetch if workers else None,
