@@ -228,3 +228,27 @@ def test_video_tokens_and_reduced_precision(shards, tiny, tmp_path):
     b = read_features(tmp_path / "bf16.h5").modalities["text"].data
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() > 0.98 and np.abs(a - b).max() > 0  # autocast really ran in bf16
+
+
+def test_raw_frames_and_clips_without_audio(sample_data, media_dir, tiny, tmp_path):
+    """frames.npy members work like JPEG frames; a clip without an audio track gets a zero
+    audio row and audio_mask false."""
+    from mmprep.testing.media import make_indexed_clip
+
+    silent = make_indexed_clip(media_dir / "embed_silent.mp4", 24, fps=24, audio=False)
+    rows = [{"key": "silent", "video": str(silent), "caption": "no sound at all"},
+            {"key": "sound", "video": str(sample_data.parent / "clips" / "clip000000.mp4"),
+             "caption": "a clip with sound"}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = from_dict(ExtractConfig, {"video": {"num_frames": 2, "size": 32, "format": "raw"},
+                                    "audio": {"target_frames": 64, "missing": "omit"}})
+    extract(read_manifest(manifest), tmp_path / "shards", cfg, RunOptions(progress=False))
+    out = tmp_path / "f.h5"
+    run(tmp_path / "shards", out, video_encoder=tiny["clip"],
+        audio_encoder="efficientnet-lite0")
+    fs = read_features(out)
+    assert fs.keys == ["silent", "sound"]
+    assert fs.modalities["audio"].mask.tolist() == [False, True]
+    assert not fs.modalities["audio"].data[0].any() and fs.modalities["audio"].data[1].any()
+    assert fs.modalities["video"].data.shape == (2, 16)

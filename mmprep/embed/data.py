@@ -23,7 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torchvision.transforms.v2.functional as TF
 from torch.utils.data import IterableDataset, get_worker_info
+
+# Imported here, in the parent, so that forked loader workers do not each import them.
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from mmprep.encoders.base import InputPlan, TokenInput
 from mmprep.errors import MmprepError
@@ -121,7 +125,6 @@ def _npy(members: dict[str, bytes], suffix: str) -> np.ndarray:
 
 def decode_frames(members: dict[str, bytes], spec: DecodeSpec):
     """uint8 (frames, 3, S, S) tensor, resized when the shard's frames differ."""
-    from torchvision.io import ImageReadMode, decode_jpeg
 
     names = sorted(s for s in members if s.startswith("f") and s.endswith(".jpg"))
     if names:
@@ -160,11 +163,9 @@ def decode_frames(members: dict[str, bytes], spec: DecodeSpec):
 
 def resize_center_crop(x, size: int, interpolation: str = "bicubic"):
     """Shorter side to ``size`` (antialiased), then a centre crop to size x size."""
-    import torchvision.transforms.v2.functional as F
-
-    mode = getattr(F.InterpolationMode, interpolation.upper(), F.InterpolationMode.BICUBIC)
-    x = F.resize(x, size, interpolation=mode, antialias=True)
-    return F.center_crop(x, [size, size])
+    mode = getattr(TF.InterpolationMode, interpolation.upper(), TF.InterpolationMode.BICUBIC)
+    x = TF.resize(x, size, interpolation=mode, antialias=True)
+    return TF.center_crop(x, [size, size])
 
 
 def decode_mel(members: dict[str, bytes], meta: dict[str, Any], plan: InputPlan):
