@@ -202,6 +202,7 @@ def test_resume_fills_only_missing_keys(shards, tmp_path):
     mtime = out.stat().st_mtime_ns
     third = run(shards, out, {"resume": True}, text_encoder="minilm")
     assert third.embedded == 0 and out.stat().st_mtime_ns == mtime
+    assert not parts_dir_for(out).exists()
     # Another encoder, precision or modality set is refused; --overwrite replaces.
     with pytest.raises(MmprepError, match="text encoder changed"):
         run(shards, out, {"resume": True}, text_encoder=tiny_hf_bert(tmp_path / "bert"))

@@ -165,8 +165,9 @@ def embed(
                               "use --overwrite to replace it")
         base = out
         done_keys = set(read_keys(out))
-    parts_dir.mkdir(parents=True, exist_ok=True)
     tasks, parts, reused = plan_tasks(shard_list, layout, parts_dir, done_keys)
+    if tasks:
+        parts_dir.mkdir(parents=True, exist_ok=True)
     if reused:
         log(f"reusing {len(reused)} part(s) of an interrupted run from {parts_dir}")
     skipped = len(shard_list) - len(tasks)
