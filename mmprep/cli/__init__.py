@@ -43,8 +43,7 @@ def cli() -> None:
     Typical chain:
       mmprep sample-data demo/raw --n 16
       mmprep extract demo/raw/manifest.jsonl -o demo/shards --pipeline gram-vast
-      mmprep embed demo/shards -o demo/features.h5 --video-encoder efficientnet-lite0 \
-          --audio-encoder efficientnet-lite0 --text-encoder minilm
+      mmprep embed demo/shards -o demo/features.h5 --text-encoder minilm
 
     Run `mmprep COMMAND --help` for each command's options.
     """
