@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "extract": "mmprep.cli.extract:extract",
     "inspect": "mmprep.cli.shards_cmds:inspect",
     "retry-failed": "mmprep.cli.shards_cmds:retry_failed",
+    "embed": "mmprep.cli.embed:embed",
     "pipelines": "mmprep.cli.pipelines:pipelines",
     "bench": "mmprep.cli.bench:bench",
     "completion": "mmprep.cli.completion:completion",
@@ -45,6 +46,7 @@ def cli() -> None:
     Typical chain:
       mmprep sample-data demo/raw --n 16
       mmprep extract demo/raw/manifest.jsonl -o demo/shards --pipeline gram-vast
+      mmprep embed demo/shards -o demo/features.h5 --text-encoder minilm
 
     Run `mmprep COMMAND --help` for each command's options.
     """

@@ -11,6 +11,7 @@ BENCH_COMMANDS: dict[str, str] = {
     "decode": "mmprep.cli.bench_media:decode",
     "extract": "mmprep.cli.bench_media:extract",
     "scale": "mmprep.cli.bench_media:scale",
+    "embed": "mmprep.cli.bench_embed:embed",
 }
 
 

@@ -252,6 +252,8 @@ def audio_features(
         "mel_bins": cfg.mel_bins,
         "hop_s": cfg.hop_ms / 1000,
         "window_s": cfg.window_ms / 1000,
+        "window": cfg.window if cfg.features == "fbank" else "hann",
+        "waveform_scale": cfg.waveform_scale,
         "mean": cfg.mean,
         "std": cfg.std,
     }

@@ -1,0 +1,102 @@
+"""Tiny randomly initialised encoders saved like real ones, for tests and demos.
+
+Each function writes a model folder or weights file under ``folder`` and returns the
+encoder spec that loads it (``hf:DIR``, ``open_clip:CONFIG.json@CKPT``,
+``torchvision:ARCH@WEIGHTS``). The weights are random: the embeddings mean nothing, but
+every code path (loading, preprocessing checks, forward, pooling) is the real one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _quiet_transformers():
+    from mmprep.encoders.hf import _transformers
+
+    return _transformers()
+
+
+def _small(**extra) -> dict:
+    return {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, **extra}
+
+
+def tiny_hf_bert(folder: str | Path, *, max_positions: int = 64) -> str:
+    """A 2-layer BERT with the packaged BERT-uncased WordPiece tokenizer.json."""
+    from tokenizers import BertWordPieceTokenizer
+
+    from mmprep.text import _packaged_vocab
+
+    t = _quiet_transformers()
+    BertConfig, BertModel = t.BertConfig, t.BertModel
+
+    folder = Path(folder)
+    BertModel(BertConfig(**_small(max_position_embeddings=max_positions))).save_pretrained(
+        folder)
+    BertWordPieceTokenizer(str(_packaged_vocab()), lowercase=True).save(
+        str(folder / "tokenizer.json"))
+    return f"hf:{folder}"
+
+
+def tiny_hf_clip(folder: str | Path, *, image_size: int = 32) -> str:
+    """A 2-layer CLIP (vision + text towers, CLIP BPE vocab size, no tokenizer files)."""
+    t = _quiet_transformers()
+    CLIPConfig, CLIPModel = t.CLIPConfig, t.CLIPModel
+    folder = Path(folder)
+    config = CLIPConfig(
+        text_config=_small(vocab_size=49408, max_position_embeddings=77),
+        vision_config=_small(image_size=image_size, patch_size=16), projection_dim=16)
+    CLIPModel(config).save_pretrained(folder)
+    return f"hf:{folder}"
+
+
+def tiny_hf_ast(folder: str | Path, *, mel_bins: int = 64, frames: int = 128) -> str:
+    """A 2-layer Audio Spectrogram Transformer with an ASTFeatureExtractor config."""
+    t = _quiet_transformers()
+    ASTConfig, ASTModel = t.ASTConfig, t.ASTModel
+    folder = Path(folder)
+    ASTModel(ASTConfig(**_small(num_mel_bins=mel_bins, max_length=frames))).save_pretrained(
+        folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "feature_extractor_type": "ASTFeatureExtractor", "feature_size": 1,
+        "num_mel_bins": mel_bins, "max_length": frames, "sampling_rate": 16000,
+        "mean": -4.2677393, "std": 4.5689974, "do_normalize": True,
+    }))
+    return f"hf:{folder}"
+
+
+def tiny_open_clip(folder: str | Path, *, image_size: int = 32) -> str:
+    """An open_clip model config (tiny ViT + text transformer) and its checkpoint."""
+    import open_clip
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": image_size, "layers": 1, "width": 32, "patch_size": 16,
+                       "head_width": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                     "layers": 1},
+    }
+    cfg_path = folder / "mmprep-tiny-clip.json"
+    cfg_path.write_text(json.dumps(config))
+    open_clip.add_model_config(cfg_path)
+    model = open_clip.create_model("mmprep-tiny-clip", pretrained=None)
+    ckpt = folder / "tiny_clip.pt"
+    torch.save(model.state_dict(), ckpt)
+    return f"open_clip:{cfg_path}@{ckpt}"
+
+
+def tiny_torchvision(folder: str | Path, arch: str = "mobilenet_v3_small") -> str:
+    """A randomly initialised torchvision classifier saved as a state-dict file."""
+    import torch
+    import torchvision
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{arch}-random.pth"
+    torch.save(torchvision.models.get_model(arch, weights=None).state_dict(), path)
+    return f"torchvision:{arch}@{path}"
