@@ -35,6 +35,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    final = Path(path)
+    tmp = final.with_name(final.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
 class LocalStore:
     remote = False
 
@@ -56,14 +68,7 @@ class LocalStore:
         return (self.root / name).read_bytes()
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        final = self.root / name
-        tmp = final.with_name(final.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(self.root)
+        atomic_write_bytes(self.root / name, data)
 
     def list(self, pattern: str = "*") -> list[str]:
         if not self.root.is_dir():

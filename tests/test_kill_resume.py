@@ -74,7 +74,8 @@ def test_kill_9_then_rerun_keeps_every_sample_once(twelve_clips, tmp_path, when)
         time.sleep(0.05)
     children |= descendants(proc.pid)
     killed_while_running = proc.poll() is None
-    os.kill(proc.pid, signal.SIGKILL)
+    if killed_while_running:
+        os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     if killed_while_running:
         time.sleep(3)

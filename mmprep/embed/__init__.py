@@ -87,7 +87,7 @@ def finish(out: str | Path, parts: list[Path], *, base: Path | None = None,
     """Merge ``base`` (an existing cache) and ``parts`` into ``out``; write the errors
     recorded in the parts to ``OUT.errors.jsonl``; remove the parts. Returns the errors."""
     from mmprep.features import merge_features, read_layout
-    from mmprep.shards import atomic_write_bytes
+    from mmprep.storage import atomic_write_bytes
 
     out = Path(out)
     errors: list[dict] = []
