@@ -40,7 +40,7 @@ def bare_loop(samples, cfg, out_dir: Path) -> float:
 
 
 def bench_scale(n: int = 128, *, seconds: float = 2.0, pipeline: str = "gram-vast",
-                repeat: int = 1) -> dict[str, Any]:
+                repeat: int = 3) -> dict[str, Any]:
     import torch
 
     from mmprep.executors.local import PoolOptions

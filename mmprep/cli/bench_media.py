@@ -91,8 +91,8 @@ def extract(clips, seconds, pipeline, no_ffmpeg, as_json):
               help="Generated sample clips (320x240, 25 fps, H.264 + AAC).")
 @click.option("--seconds", default=2.0, show_default=True, type=click.FloatRange(0.5))
 @click.option("--pipeline", default="gram-vast", show_default=True, help="Extract preset.")
-@click.option("--repeat", default=1, show_default=True, type=click.IntRange(1),
-              help="Runs per setting; the fastest is reported.")
+@click.option("--repeat", default=3, show_default=True, type=click.IntRange(1),
+              help="Rounds (settings interleaved); the fastest run of each is reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @handle_errors
 def scale(clips, seconds, pipeline, repeat, as_json):

@@ -75,9 +75,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(conn, stage, cfg_data: dict[str, Any], torch_threads: int) -> None:
+def _worker_main(conn, stage, cfg_data: dict[str, Any], torch_threads: int,
+                 cpus: set[int] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     _die_with_parent()
+    if cpus:  # the cores of the process that asked for the pool, not the fork server's
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, cpus)
     try:
         import torch
 
@@ -144,8 +148,9 @@ class SamplePool:
     def _spawn(self) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=True)
         stage = self.ctx.Value("b", 0, lock=False)
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         proc = self.ctx.Process(target=_worker_main, daemon=True,
-                                args=(child, stage, self.cfg_data, self.torch_threads))
+                                args=(child, stage, self.cfg_data, self.torch_threads, cpus))
         with _main_hidden():
             proc.start()
         child.close()
