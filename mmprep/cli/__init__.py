@@ -17,6 +17,10 @@ COMMANDS: dict[str, str] = {
     "extract": "mmprep.cli.extract:extract",
     "pipelines": "mmprep.cli.pipelines:pipelines",
     "bench": "mmprep.cli.bench:bench",
+    "sample-features": "mmprep.cli.sample_features:sample_features",
+    "train-head": "mmprep.cli.heads:train_head",
+    "eval-head": "mmprep.cli.heads:eval_head",
+    "project": "mmprep.cli.heads:project",
 }
 
 

@@ -7,7 +7,9 @@ import importlib
 import click
 
 # name -> "module:attribute" of a click command; imported only when used.
-BENCH_COMMANDS: dict[str, str] = {}
+BENCH_COMMANDS: dict[str, str] = {
+    "heads": "mmprep.cli.bench_heads:bench_heads",
+}
 
 
 class _LazyBench(click.Group):
