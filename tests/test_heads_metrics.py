@@ -93,3 +93,13 @@ def test_tuple_metrics_match_brute_force_volumes():
     assert res["forward"]["R@1"] == pytest.approx(sum(r == 0 for r in fwd) / 7)
     assert res["forward"]["mean_rank"] == pytest.approx(sum(r + 1 for r in fwd) / 7)
     assert res["backward"]["mean_rank"] == pytest.approx(sum(r + 1 for r in bwd) / 4)
+
+
+def test_volume_pair_score_ignores_the_sign():
+    q = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=1)
+    g = -F.normalize(torch.tensor([[1.0, 0.1], [0.1, 1.0]]), dim=1)  # flipped matches
+    groups = torch.tensor([0, 1])
+    assert pair_metrics(q, groups, g, groups)["R@1"] == 0.0  # cosine: last place
+    assert pair_metrics(q, groups, g, groups, score="volume")["R@1"] == 1.0
+    with pytest.raises(ValueError):
+        pair_metrics(q, groups, g, groups, score="dot")

@@ -49,7 +49,7 @@ TRAIN_OPTIONS = [
                  float),
     # heads
     ConfigOption(("--head",), "head.kind",
-                 "Head architecture: linear, or mlp (Linear-GELU-Linear). [default: mlp]",
+                 "Head architecture: linear, or mlp (Linear-GELU-Linear). [default: linear]",
                  choice_of(HeadConfig, "kind")),
     ConfigOption(("--out-dim",), "head.out_dim", "Shared output dimension. [default: 512]", int),
     ConfigOption(("--hidden-dim",), "head.hidden_dim", "MLP hidden width. [default: 1024]", int),
@@ -58,7 +58,7 @@ TRAIN_OPTIONS = [
                  "standardize: per-dimension mean/std of the training rows; l2: unit rows; "
                  "none. [default: standardize]", choice_of(HeadConfig, "input_norm")),
     # optimisation
-    ConfigOption(("--epochs",), "optim.epochs", "Training epochs. [default: 30]", int),
+    ConfigOption(("--epochs",), "optim.epochs", "Training epochs. [default: 20]", int),
     ConfigOption(("--batch-size",), "optim.batch_size", "Clips per step. [default: 256]", int),
     ConfigOption(("--lr",), "optim.lr", "Peak AdamW learning rate. [default: 1e-3]", float),
     ConfigOption(("--weight-decay",), "optim.weight_decay", "AdamW weight decay. [default: 0.05]",
@@ -154,11 +154,16 @@ def train_head(features, out_dir, modalities, pipeline, overrides, overwrite, pr
 @click.option("--split", help="Split to evaluate (default: the run's eval split or holdout).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
+@click.option("--pair-score", type=click.Choice(["cosine", "volume"]), default="cosine",
+              show_default=True,
+              help="Score of the pairwise retrieval: cosine, or the two-vector GRAM volume "
+                   "sqrt(1 - cos^2), which ignores the sign of the vectors like the GRAM and "
+                   "PMRL objectives do.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False),
               help="Also write the JSON results to this file.")
 @handle_errors
-def eval_head(run_dir, features, split, device, as_json, out_file):
+def eval_head(run_dir, features, split, device, pair_score, as_json, out_file):
     """Any-to-any retrieval of a train-head run on FEATURES: R@1/5/10 and median rank
     for every ordered pair of modalities (cosine) and anchor <-> tuple of the other
     modalities scored by GRAM volume.
@@ -173,7 +178,7 @@ def eval_head(run_dir, features, split, device, as_json, out_file):
     """
     from mmprep.heads.evaluate import evaluate_run
 
-    result = evaluate_run(run_dir, features, split=split, device=device)
+    result = evaluate_run(run_dir, features, split=split, device=device, pair_score=pair_score)
     if out_file:
         with open(out_file, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)
@@ -212,7 +217,8 @@ def project(run_dir, features, out_file, device, overwrite):
 
 
 def format_eval(result: dict, where: str) -> str:
-    lines = [f"retrieval on {result['clips']} clips ({where}); rows: "
+    lines = [f"retrieval on {result['clips']} clips ({where}, pairs scored by "
+             f"{result.get('pair_score', 'cosine')}); rows: "
              + ", ".join(f"{m} {n}" for m, n in result["rows"].items()),
              f"{'query -> gallery':<28}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MdR':>7}"]
     for section in ("pairs", "tuples"):

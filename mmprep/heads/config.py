@@ -13,7 +13,7 @@ Pairs = Literal["anchor", "all"]
 class HeadConfig:
     """One projection head per modality, all with the same output dimension."""
 
-    kind: Literal["linear", "mlp"] = "mlp"
+    kind: Literal["linear", "mlp"] = "linear"
     out_dim: int = 512
     hidden_dim: int = 1024  # mlp only
     dropout: float = 0.0  # mlp only
@@ -66,7 +66,7 @@ class LossConfig:
 class OptimConfig:
     """AdamW with linear warmup and cosine decay."""
 
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.05

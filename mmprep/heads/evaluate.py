@@ -33,10 +33,11 @@ def embed_clips(model, source: FeatureSource, clips: np.ndarray, mods: list[str]
 
 
 def evaluate(model, source: FeatureSource, clips: np.ndarray, mods: list[str], *,
-             device=None) -> dict[str, Any]:
-    """R@1/5/10 and median rank for every ordered pair of modalities (cosine scores) and
-    for anchor -> tuple of the clip-level others (and back), scored by GRAM volume.
-    ``mods`` starts with the anchor."""
+             device=None, pair_score: str = "cosine") -> dict[str, Any]:
+    """R@1/5/10 and median rank for every ordered pair of modalities (``pair_score``:
+    cosine, or the sign-blind two-vector volume) and for anchor -> tuple of the
+    clip-level others (and back), scored by GRAM volume. ``mods`` starts with the
+    anchor."""
     import torch
 
     from mmprep.heads.metrics import pair_metrics, tuple_metrics
@@ -50,7 +51,8 @@ def evaluate(model, source: FeatureSource, clips: np.ndarray, mods: list[str], *
         for q in mods:
             for g in mods:
                 if q != g:
-                    pairs[f"{q}->{g}"] = pair_metrics(emb[q], group[q], emb[g], group[g])
+                    pairs[f"{q}->{g}"] = pair_metrics(emb[q], group[q], emb[g], group[g],
+                                                      score=pair_score)
         anchor, others = mods[0], [m for m in mods[1:] if not source.is_item_level(m)]
         tuples = {}
         if len(others) >= 2:
@@ -61,6 +63,7 @@ def evaluate(model, source: FeatureSource, clips: np.ndarray, mods: list[str], *
     model.train(was_training)
     return {
         "clips": int(len(clips)),
+        "pair_score": pair_score,
         "rows": {m: int(emb[m].shape[0]) for m in mods},
         "pairs": pairs,
         "tuples": tuples,
@@ -69,7 +72,7 @@ def evaluate(model, source: FeatureSource, clips: np.ndarray, mods: list[str], *
 
 
 def evaluate_run(run_dir: str | Path, features: str | Path, *, split: str | None = None,
-                 device: str = "auto") -> dict[str, Any]:
+                 device: str = "auto", pair_score: str = "cosine") -> dict[str, Any]:
     """Evaluate a train-head run on ``features`` (by default on the run's eval rows:
     its eval split, or its held-out share when it trained with a holdout)."""
     from mmprep.heads.model import load_heads
@@ -84,7 +87,7 @@ def evaluate_run(run_dir: str | Path, features: str | Path, *, split: str | None
         if split is not None:
             cfg.data.eval_split, cfg.data.holdout = split, 0.0
         clips = choose_clips(source, cfg, mods, need_train=False)["eval"]
-        result = evaluate(model, source, clips, mods, device=dev)
+        result = evaluate(model, source, clips, mods, device=dev, pair_score=pair_score)
     result["split"] = (split if split is not None else
                        (f"holdout {cfg.data.holdout}" if cfg.data.holdout > 0
                         else cfg.data.eval_split))

@@ -51,11 +51,23 @@ def chance_recall(gallery_size: int, k: int = 1, correct_per_query: float = 1.0)
     return min(1.0, k * correct_per_query / max(gallery_size, 1))
 
 
+def pair_scores(query: torch.Tensor, gallery: torch.Tensor, score: str = "cosine"
+                ) -> torch.Tensor:
+    """cosine: q . g; volume: -sqrt(1 - (q . g)^2), the two-vector GRAM volume, which
+    ignores the sign of either vector (as GRAM and PMRL objectives do)."""
+    cos = query @ gallery.T
+    if score == "cosine":
+        return cos
+    if score == "volume":
+        return -(1 - cos * cos).clamp_min(0).sqrt()
+    raise ValueError(f"unknown pair score {score!r} (cosine or volume)")
+
+
 def pair_metrics(query: torch.Tensor, query_group: torch.Tensor, gallery: torch.Tensor,
-                 gallery_group: torch.Tensor) -> dict[str, float]:
-    """Cosine-similarity retrieval between two sets of unit-norm embeddings."""
-    ranks = retrieval_ranks(lambda a, b: query[a:b] @ gallery.T, query.shape[0],
-                            query_group, gallery_group)
+                 gallery_group: torch.Tensor, score: str = "cosine") -> dict[str, float]:
+    """Retrieval between two sets of unit-norm embeddings (see :func:`pair_scores`)."""
+    ranks = retrieval_ranks(lambda a, b: pair_scores(query[a:b], gallery, score),
+                            query.shape[0], query_group, gallery_group)
     return summarize(ranks)
 
 

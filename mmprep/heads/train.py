@@ -144,6 +144,24 @@ def loss_terms(emb: dict, mods: list[str], cfg: LossConfig, temps: dict, progres
     return terms
 
 
+def diagnostics(emb: dict, mods: list[str]) -> dict[str, float]:
+    """Batch statistics that show how a run trains (or collapses): ``cos/a-b`` is the
+    mean cosine of matching rows of two modalities (alignment, signed), ``spread/m``
+    the mean cosine between different rows of one modality (1 = collapsed)."""
+    import torch
+
+    out = {}
+    with torch.no_grad():
+        for a, b in combinations(mods, 2):
+            out[f"cos/{a}-{b}"] = float((emb[a] * emb[b]).sum(-1).mean())
+        for m in mods:
+            x = emb[m].float()
+            n = x.shape[0]
+            s = x.sum(0)
+            out[f"spread/{m}"] = float(((s @ s) - n) / max(n * (n - 1), 1))
+    return out
+
+
 def temperature_names(cfg: LossConfig) -> dict[str, float]:
     names = {"main": cfg.temperature}
     if cfg.name != "infonce" and not cfg.pure and cfg.pair_weight > 0:
@@ -250,6 +268,7 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
                     if step % cfg.log_every == 0 or step == total_steps:
                         rec = {"step": step, "epoch": epoch + 1,
                                **{k: float(np.mean(v)) for k, v in window.items()},
+                               **diagnostics(emb, mods),
                                "lr": sched.get_last_lr()[0],
                                **{f"tau_{n}": float(t.detach()) for n, t in temps.items()}}
                         if not math.isfinite(rec["loss"]):
