@@ -244,3 +244,41 @@ def test_config_validation():
         from_dict(TrainHeadConfig, {"optim": {"learning_rate": 1}})
     with pytest.raises(ConfigError, match="temperature"):
         from_dict(TrainHeadConfig, {"loss": {"temperature": 5.0}})
+
+
+def test_loss_composition_pure_and_additions():
+    from mmprep.heads.config import LossConfig
+    from mmprep.heads.losses import gram_loss, infonce_loss, pmrl_terms
+    from mmprep.heads.train import loss_terms
+
+    g = torch.Generator().manual_seed(0)
+    mods = ["text", "video", "audio"]
+    emb = {m: torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1)
+           for m in mods}
+    temps = {"main": torch.tensor(0.1), "pair": torch.tensor(0.2)}
+    t, v, a = emb["text"], emb["video"], emb["audio"]
+
+    pure = loss_terms(emb, mods, LossConfig(name="gram", pure=True, gram_anchors="all"),
+                      temps, 0.0)
+    torch.testing.assert_close(pure["loss"], gram_loss(t, v, a, temperature=0.1))
+    assert "pair" not in pure
+    rot = loss_terms(emb, mods, LossConfig(name="gram", gram_anchors="all", pair_set="anchor"),
+                     temps, 0.0)
+    expect = (gram_loss(t, v, a, temperature=0.1) + gram_loss(v, t, a, temperature=0.1)
+              + gram_loss(a, t, v, temperature=0.1)) / 3
+    pair = (infonce_loss(t, v, 0.2) + infonce_loss(t, a, 0.2)) / 2
+    torch.testing.assert_close(rot["loss"], expect + pair)
+
+    cfg = LossConfig(name="pmrl", pure=True, tau_sv=0.5, reg_weight=0.3)
+    p = pmrl_terms(t, v, a, tau_sv=0.5, tau_reg=0.1)
+    torch.testing.assert_close(loss_terms(emb, mods, cfg, temps, 0.0)["loss"],
+                               p["sv"] + 0.3 * p["reg"])
+
+    dec = LossConfig(name="pmrl", pair_decay=True, pair_weight=2.0)
+    assert loss_terms(emb, mods, dec, temps, 0.0)["pair_weight"] == pytest.approx(2.0)
+    assert loss_terms(emb, mods, dec, temps, 0.5)["pair_weight"] == pytest.approx(1.0)
+    assert loss_terms(emb, mods, dec, temps, 1.0)["pair_weight"] == pytest.approx(0.0)
+
+    base = loss_terms(emb, mods, LossConfig(name="infonce", pairs="all"), temps, 0.0)
+    expect = (infonce_loss(t, v, 0.1) + infonce_loss(t, a, 0.1) + infonce_loss(v, a, 0.1)) / 3
+    torch.testing.assert_close(base["loss"], expect)

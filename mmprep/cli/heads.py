@@ -25,14 +25,19 @@ TRAIN_OPTIONS = [
                  "Anchor modality of GRAM, of InfoNCE, and of the tuple retrieval. "
                  "[default: text]", str),
     ConfigOption(("--pure",), "loss.pure",
-                 "Optimise the paper objective exactly (no pairwise InfoNCE term). Fresh heads "
-                 "train poorly with it; see the README.", flag_value=True),
+                 "Optimise the paper objective exactly: no pairwise InfoNCE term, GRAM "
+                 "anchored on --anchor only. Fresh heads train poorly with it; see the README.",
+                 flag_value=True),
     ConfigOption(("--pair-weight",), "loss.pair_weight",
-                 "gram/pmrl: weight of the pairwise InfoNCE term over all pairs (0: off). "
+                 "gram/pmrl: weight of the added pairwise InfoNCE term (0: off). "
                  "[default: 1.0]", float),
     ConfigOption(("--pair-set",), "loss.pair_set",
-                 "gram/pmrl: pairs of the InfoNCE term: all pairs or anchor pairs only.",
-                 choice_of(LossConfig, "pair_set")),
+                 "gram/pmrl: pairs of that InfoNCE term: anchor (each modality with the "
+                 "anchor) or all pairs. [default: anchor]", choice_of(LossConfig, "pair_set")),
+    ConfigOption(("--gram-anchors",), "loss.gram_anchors",
+                 "gram: anchor (the paper: only --anchor anchors the volume loss) or all "
+                 "(average the loss over every modality as anchor). [default: all]",
+                 choice_of(LossConfig, "gram_anchors")),
     ConfigOption(("--pairs",), "loss.pairs",
                  "infonce: anchor (each modality with the anchor) or all pairs. "
                  "[default: anchor]", choice_of(LossConfig, "pairs")),
@@ -43,7 +48,7 @@ TRAIN_OPTIONS = [
     ConfigOption(("--label-smoothing",), "loss.label_smoothing",
                  "Label smoothing of the cross-entropies. [default: 0]", float),
     ConfigOption(("--tau-sv",), "loss.tau_sv",
-                 "pmrl: temperature of the singular-value softmax. [default: 0.1]", float),
+                 "pmrl: temperature of the singular-value softmax. [default: 0.5]", float),
     ConfigOption(("--reg-weight",), "loss.reg_weight",
                  "pmrl: weight of the leading-singular-vector contrastive term. [default: 1]",
                  float),

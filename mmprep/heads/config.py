@@ -42,11 +42,12 @@ class LossConfig:
     temperature_max: float = 1.0
     label_smoothing: float = 0.0
     pairs: Pairs = "anchor"  # infonce: each non-anchor modality with the anchor, or all pairs
-    tau_sv: float = 0.1  # PMRL: temperature of the singular-value softmax
+    tau_sv: float = 0.5  # PMRL: temperature of the singular-value softmax (0.1 saturates)
     reg_weight: float = 1.0  # PMRL: weight of the leading-singular-vector contrastive term
     # additions for heads trained from scratch (ignored when pure):
+    gram_anchors: Pairs = "all"  # all: average the GRAM loss over every modality as anchor
     pair_weight: float = 1.0  # weight of pairwise InfoNCE terms over pair_set
-    pair_set: Pairs = "all"
+    pair_set: Pairs = "anchor"
     pair_decay: bool = False  # anneal pair_weight to 0 with a cosine over training
 
     def __post_init__(self) -> None:

@@ -114,11 +114,13 @@ def loss_terms(emb: dict, mods: list[str], cfg: LossConfig, temps: dict, progres
     """
     from mmprep.heads.losses import gram_loss, infonce_loss, pmrl_terms
 
-    anchor, others = emb[mods[0]], [emb[m] for m in mods[1:]]
     terms: dict[str, Any] = {}
     if cfg.name == "gram":
-        terms["gram"] = gram_loss(anchor, *others, temperature=temps["main"],
-                                  label_smoothing=cfg.label_smoothing)
+        roles = mods if (cfg.gram_anchors == "all" and not cfg.pure) else mods[:1]
+        terms["gram"] = sum(
+            gram_loss(emb[a], *[emb[m] for m in mods if m != a], temperature=temps["main"],
+                      label_smoothing=cfg.label_smoothing)
+            for a in roles) / len(roles)
         total = terms["gram"]
     elif cfg.name == "pmrl":
         t = pmrl_terms(*[emb[m] for m in mods], tau_sv=cfg.tau_sv, tau_reg=temps["main"])
