@@ -282,3 +282,13 @@ def test_loss_composition_pure_and_additions():
     base = loss_terms(emb, mods, LossConfig(name="infonce", pairs="all"), temps, 0.0)
     expect = (infonce_loss(t, v, 0.1) + infonce_loss(t, a, 0.1) + infonce_loss(v, a, 0.1)) / 3
     torch.testing.assert_close(base["loss"], expect)
+
+
+def test_latent_ceiling_orders_modalities_by_their_noise():
+    from mmprep.testing.features import latent_ceiling
+
+    c = latent_ceiling(FeatureGenConfig(), clips=300)
+    assert c["text->video"] > c["video->audio"] > 0.2
+    easy = latent_ceiling(FeatureGenConfig(obs_noise={"video": 0, "audio": 0, "text": 0}),
+                          clips=300)
+    assert easy["video->audio"] == 1.0
