@@ -5,7 +5,8 @@
 set -euo pipefail
 OUT=${1:-demo/heads}
 SEEDS=${SEEDS:-"0 1 2"}
-MMPREP=${MMPREP:-mmprep}
+MMPREP=${MMPREP:-.venv/bin/mmprep}
+PYTHON=${PYTHON:-"${MMPREP%mmprep}python"}
 mkdir -p "$OUT"
 FEATS="$OUT/features.h5"
 [ -f "$FEATS" ] || $MMPREP sample-features "$FEATS"
@@ -24,7 +25,11 @@ train gram-pure-s0 --loss gram --pure
 train pmrl-pure-s0 --loss pmrl --pure
 train pmrl-pure-tau0.1-s0 --loss pmrl --pure --tau-sv 0.1
 train infonce-allpairs-s0 --loss infonce --pairs all
-for run in gram-pure-s0 pmrl-pure-s0 pmrl-pure-tau0.1-s0; do
+# the sign flip of the pure objectives shows with the wide MLP heads
+train gram-pure-mlp-s0 --loss gram --pure --head mlp --epochs 30
+train pmrl-pure-mlp-tau0.1-s0 --loss pmrl --pure --head mlp --epochs 30 --tau-sv 0.1
+for run in gram-pure-s0 pmrl-pure-s0 pmrl-pure-tau0.1-s0 gram-pure-mlp-s0 \
+           pmrl-pure-mlp-tau0.1-s0; do
   $MMPREP eval-head "$OUT/runs/$run" "$FEATS" --pair-score volume --json \
     -o "$OUT/runs/$run/eval-volume.json" > /dev/null
 done
@@ -37,4 +42,4 @@ if [ "${SCALING:-0}" = 1 ]; then
       $MMPREP train-head "$BIG" --loss "$loss" -o "$OUT/runs-50k/$loss-s0" --overwrite -q > /dev/null
   done
 fi
-python "$(dirname "$0")/heads_table.py" "$OUT"/runs*/
+"$PYTHON" "$(dirname "$0")/heads_table.py" "$OUT"/runs*/
