@@ -12,6 +12,7 @@ BENCH_COMMANDS: dict[str, str] = {
     "extract": "mmprep.cli.bench_media:extract",
     "scale": "mmprep.cli.bench_media:scale",
     "embed": "mmprep.cli.bench_embed:embed",
+    "heads": "mmprep.cli.bench_heads:bench_heads",
 }
 
 

@@ -1,0 +1,236 @@
+"""``mmprep train-head``, ``eval-head`` and ``project``: alignment heads on feature caches."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from mmprep.cli.options import (
+    ConfigOption,
+    choice_of,
+    collect_config_values,
+    config_options,
+    handle_errors,
+)
+from mmprep.heads.config import DataConfig, HeadConfig, LossConfig, TrainHeadConfig
+
+TRAIN_OPTIONS = [
+    # objective
+    ConfigOption(("--loss",), "loss.name",
+                 "gram: contrastive GRAM volume (anchor vs tuple of the others); pmrl: "
+                 "singular-value loss + leading-vector contrast; infonce: pairwise CLIP "
+                 "baseline. [default: gram]", choice_of(LossConfig, "name")),
+    ConfigOption(("--anchor",), "loss.anchor",
+                 "Anchor modality of GRAM, of InfoNCE, and of the tuple retrieval. "
+                 "[default: text]", str),
+    ConfigOption(("--pure",), "loss.pure",
+                 "Optimise the paper objective exactly: no pairwise InfoNCE term, GRAM "
+                 "anchored on --anchor only. Fresh heads train poorly with it; see the README.",
+                 flag_value=True),
+    ConfigOption(("--pair-weight",), "loss.pair_weight",
+                 "gram/pmrl: weight of the added pairwise InfoNCE term (0: off). "
+                 "[default: 1.0]", float),
+    ConfigOption(("--pair-set",), "loss.pair_set",
+                 "gram/pmrl: pairs of that InfoNCE term: anchor (each modality with the "
+                 "anchor) or all pairs. [default: anchor]", choice_of(LossConfig, "pair_set")),
+    ConfigOption(("--gram-anchors",), "loss.gram_anchors",
+                 "gram: anchor (the paper: only --anchor anchors the volume loss) or all "
+                 "(average the loss over every modality as anchor). [default: all]",
+                 choice_of(LossConfig, "gram_anchors")),
+    ConfigOption(("--pairs",), "loss.pairs",
+                 "infonce: anchor (each modality with the anchor) or all pairs. "
+                 "[default: anchor]", choice_of(LossConfig, "pairs")),
+    ConfigOption(("--temperature",), "loss.temperature",
+                 "Initial temperature of the contrastive logits. [default: 0.07]", float),
+    ConfigOption(("--fixed-temperature",), "loss.learn_temperature",
+                 "Keep the temperatures fixed instead of learning them.", flag_value=False),
+    ConfigOption(("--label-smoothing",), "loss.label_smoothing",
+                 "Label smoothing of the cross-entropies. [default: 0]", float),
+    ConfigOption(("--tau-sv",), "loss.tau_sv",
+                 "pmrl: temperature of the singular-value softmax. [default: 0.5]", float),
+    ConfigOption(("--reg-weight",), "loss.reg_weight",
+                 "pmrl: weight of the leading-singular-vector contrastive term. [default: 1]",
+                 float),
+    # heads
+    ConfigOption(("--head",), "head.kind",
+                 "Head architecture: linear, or mlp (Linear-GELU-Linear). [default: linear]",
+                 choice_of(HeadConfig, "kind")),
+    ConfigOption(("--out-dim",), "head.out_dim", "Shared output dimension. [default: 512]", int),
+    ConfigOption(("--hidden-dim",), "head.hidden_dim", "MLP hidden width. [default: 1024]", int),
+    ConfigOption(("--dropout",), "head.dropout", "MLP dropout. [default: 0]", float),
+    ConfigOption(("--input-norm",), "head.input_norm",
+                 "standardize: per-dimension mean/std of the training rows; l2: unit rows; "
+                 "none. [default: standardize]", choice_of(HeadConfig, "input_norm")),
+    # optimisation
+    ConfigOption(("--epochs",), "optim.epochs", "Training epochs. [default: 20]", int),
+    ConfigOption(("--batch-size",), "optim.batch_size", "Clips per step. [default: 256]", int),
+    ConfigOption(("--lr",), "optim.lr", "Peak AdamW learning rate. [default: 1e-3]", float),
+    ConfigOption(("--weight-decay",), "optim.weight_decay", "AdamW weight decay. [default: 0.05]",
+                 float),
+    ConfigOption(("--warmup",), "optim.warmup",
+                 "Share of steps with linear warmup before the cosine decay. [default: 0.05]",
+                 float),
+    # data
+    ConfigOption(("--train-split",), "data.train_split", "Split to train on. [default: train]",
+                 str),
+    ConfigOption(("--eval-split",), "data.eval_split", "Split to evaluate on. [default: test]",
+                 str),
+    ConfigOption(("--holdout",), "data.holdout",
+                 "Ignore the cache's splits and hold out this share of clips (by key hash) "
+                 "for evaluation, e.g. 0.1.", float),
+    ConfigOption(("--loading",), "data.loading",
+                 "memory: load the features; stream: read batches from the HDF5 file; auto: "
+                 "memory when they fit in half the RAM. [default: auto]",
+                 choice_of(DataConfig, "loading")),
+    ConfigOption(("--eval-every",), "data.eval_every",
+                 "Evaluate on (up to 1000 clips of) the val split every N epochs; 0: only at "
+                 "the end. [default: 0]", int),
+    # runtime
+    ConfigOption(("--seed",), "seed", "Random seed. [default: 0]", int),
+    ConfigOption(("--device",), "device", "auto (CUDA when available), cpu or cuda.",
+                 choice_of(TrainHeadConfig, "device")),
+    ConfigOption(("--precision",), "precision",
+                 "fp32, or bf16 autocast for the heads (losses stay fp32/fp64).",
+                 choice_of(TrainHeadConfig, "precision")),
+    ConfigOption(("--threads",), "threads", "CPU threads for torch (0: default).", int),
+]
+
+
+@click.command("train-head")
+@click.argument("features", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder: heads.safetensors, config.json, metrics.json, train.log, "
+                   "report.png.")
+@config_options(TRAIN_OPTIONS)
+@click.option("--modalities", help="Comma-separated modalities to align (default: all in "
+                                   "the cache), e.g. text,video,audio.")
+@click.option("--pipeline", help="Preset name or YAML path; its train_head: section is the "
+                                 "base config.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Set any config field, e.g. --set optim.min_lr=0.0.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run in the folder.")
+@click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json's eval part as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@handle_errors
+def train_head(features, out_dir, modalities, pipeline, overrides, overwrite, print_config,
+               as_json, quiet, **kwargs):
+    """Train one projection head per modality on a feature cache (HDF5) with the GRAM,
+    PMRL or pairwise InfoNCE objective, then evaluate any-to-any retrieval on the
+    held-out split.
+
+    FEATURES is a feature cache written by `mmprep embed` or `mmprep sample-features`.
+    Clips missing a modality are left out; with several captions per clip, one is
+    drawn per step.
+
+    \b
+    Examples:
+      mmprep sample-features feats.h5
+      mmprep train-head feats.h5 --loss gram -o runs/gram
+      mmprep train-head feats.h5 --loss pmrl --pure -o runs/pmrl-pure
+      mmprep train-head feats.h5 --loss infonce --anchor text -o runs/infonce
+    """
+    from mmprep.config import dump_yaml
+    from mmprep.presets import build_config
+
+    values = collect_config_values(kwargs)
+    if modalities:
+        values["data.modalities"] = [m.strip() for m in modalities.split(",") if m.strip()]
+    cfg = build_config(TrainHeadConfig, "train_head", pipeline=pipeline, values=values,
+                       overrides=overrides)
+    if print_config:
+        click.echo(dump_yaml(cfg), nl=False)
+        return
+    from mmprep.heads.train import train_heads
+
+    metrics = train_heads(features, out_dir, cfg, progress=not quiet, overwrite=overwrite)
+    if as_json:
+        click.echo(json.dumps(metrics["eval"], indent=1))
+    else:
+        click.echo(format_eval(metrics["eval"], f"{metrics['eval_split']} split"))
+        click.echo(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.1f} s; "
+                   f"run written to {out_dir}", err=True)
+
+
+@click.command("eval-head")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("features", type=click.Path(dir_okay=False))
+@click.option("--split", help="Split to evaluate (default: the run's eval split or holdout).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--pair-score", type=click.Choice(["cosine", "volume"]), default="cosine",
+              show_default=True,
+              help="Score of the pairwise retrieval: cosine, or the two-vector GRAM volume "
+                   "sqrt(1 - cos^2), which ignores the sign of the vectors like the GRAM and "
+                   "PMRL objectives do.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False),
+              help="Also write the JSON results to this file.")
+@handle_errors
+def eval_head(run_dir, features, split, device, pair_score, as_json, out_file):
+    """Any-to-any retrieval of a train-head run on FEATURES: R@1/5/10 and median rank
+    for every ordered pair of modalities (cosine) and anchor <-> tuple of the other
+    modalities scored by GRAM volume.
+
+    Multi-caption convention: text -> clip uses every caption as a query; clip -> text
+    is a hit at K when any of the clip's captions ranks within the top K. Ties count
+    against the query.
+
+    \b
+    Example:
+      mmprep eval-head runs/gram feats.h5 --split test --json
+    """
+    from mmprep.heads.evaluate import evaluate_run
+
+    result = evaluate_run(run_dir, features, split=split, device=device, pair_score=pair_score)
+    if out_file:
+        with open(out_file, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+    else:
+        click.echo(format_eval(result, f"{result['split']} split"))
+
+
+@click.command("project")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("features", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="Output feature cache (HDF5) of projected, unit-norm embeddings.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@handle_errors
+def project(run_dir, features, out_file, device, overwrite):
+    """Apply a run's heads to every row of FEATURES and write the result with the same
+    schema (keys, split, one dataset per modality, text_owner, captions, masks), so any
+    tool can re-score the aligned embeddings.
+
+    \b
+    Example:
+      mmprep project runs/gram feats.h5 -o aligned.h5
+    """
+    from pathlib import Path
+
+    from mmprep.errors import MmprepError
+    from mmprep.heads.evaluate import project_run
+
+    if Path(out_file).exists() and not overwrite:
+        raise MmprepError(f"{out_file} exists (use --overwrite to replace it)")
+    click.echo(str(project_run(run_dir, features, out_file, device=device)))
+
+
+def format_eval(result: dict, where: str) -> str:
+    lines = [f"retrieval on {result['clips']} clips ({where}, pairs scored by "
+             f"{result.get('pair_score', 'cosine')}); rows: "
+             + ", ".join(f"{m} {n}" for m, n in result["rows"].items()),
+             f"{'query -> gallery':<28}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MdR':>7}"]
+    for section in ("pairs", "tuples"):
+        if section == "tuples" and result["tuples"]:
+            lines.append("GRAM volume tuples:")
+        for name, m in result[section].items():
+            lines.append(f"{name:<28}{m['R@1']:>7.3f}{m['R@5']:>7.3f}{m['R@10']:>7.3f}"
+                         f"{m['median_rank']:>7.1f}")
+    lines.append(f"mean pairwise R@1: {result['mean_R@1']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Alignment heads on cached features: losses, projection heads, training, retrieval."""

@@ -1,0 +1,320 @@
+"""The training loop of ``mmprep train-head`` and the loss it optimises."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import zlib
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmprep import __version__
+from mmprep.config import config_hash, to_dict
+from mmprep.errors import ConfigError, MmprepError
+from mmprep.heads.config import LossConfig, TrainHeadConfig
+from mmprep.heads.data import FeatureSource
+
+MIN_TRAIN_CLIPS = 8
+MIN_EVAL_CLIPS = 2
+STATS_ROWS = 50_000  # rows used for the input standardisation statistics
+
+
+# --------------------------------------------------------------------------- setup
+def resolve_modalities(source_modalities: list[str], cfg: TrainHeadConfig) -> list[str]:
+    """The run's modalities, anchor first; checks the anchor and the count."""
+    mods = list(cfg.data.modalities or source_modalities)
+    anchor = cfg.loss.anchor
+    if anchor not in mods:
+        raise ConfigError(f"loss.anchor: {anchor!r} is not among the modalities "
+                          f"({', '.join(mods)}); choose one with --anchor")
+    if len(mods) < 2:
+        raise ConfigError("need at least two modalities to align")
+    return [anchor] + [m for m in mods if m != anchor]
+
+
+def held_out(keys: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Deterministic per-key choice of the held-out share (stable when rows change)."""
+    salt = str(seed).encode()
+    h = np.array([zlib.crc32(salt + k.encode("utf-8")) for k in keys], dtype=np.float64)
+    return h / 2**32 < fraction
+
+
+def choose_clips(source: FeatureSource, cfg: TrainHeadConfig, mods: list[str],
+                 *, need_train: bool = True) -> dict[str, np.ndarray]:
+    """Clip rows for train / eval / val; clips lacking a modality are left out."""
+    usable = source.usable_clips(mods)
+    d = cfg.data
+    if d.holdout > 0:
+        is_eval = held_out(source.keys, d.holdout, cfg.seed)
+        out = {"train": np.flatnonzero(usable & ~is_eval), "eval": np.flatnonzero(usable & is_eval)}
+        out["val"] = out["eval"]
+    else:
+        counts = source.split_counts()
+        listed = ", ".join(f"{k or '(empty)'} ({v})" for k, v in sorted(counts.items()))
+        names = [("train", d.train_split)] if need_train else []
+        names.append(("eval", d.eval_split))
+        out = {}
+        for role, name in names:
+            if name not in counts:
+                hint = "; or hold out a share with --holdout 0.1" if role == "eval" else ""
+                raise MmprepError(f"split {name!r} not found in {source.path.name} "
+                                  f"(splits: {listed}){hint}")
+            out[role] = np.flatnonzero(usable & (source.split == name))
+        out["val"] = (np.flatnonzero(usable & (source.split == d.val_split))
+                      if d.val_split in counts else out["eval"])
+    if need_train and len(out["train"]) < MIN_TRAIN_CLIPS:
+        raise MmprepError(f"only {len(out['train'])} training clips with all of "
+                          f"{', '.join(mods)} (need at least {MIN_TRAIN_CLIPS})")
+    if len(out["eval"]) < MIN_EVAL_CLIPS:
+        raise MmprepError(f"only {len(out['eval'])} evaluation clips with all of "
+                          f"{', '.join(mods)} (need at least {MIN_EVAL_CLIPS})")
+    return out
+
+
+def input_statistics(source: FeatureSource, m: str, clips: np.ndarray,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if source.is_item_level(m):
+        rows, _ = source.items_of(m, clips)
+    else:
+        rows = clips
+    if len(rows) > STATS_ROWS:
+        rows = np.sort(rng.choice(rows, STATS_ROWS, replace=False))
+    x = source.take(m, rows).astype(np.float64)
+    return x.mean(0), x.std(0)
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MmprepError("device cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+# --------------------------------------------------------------------------- loss
+def pair_list(mods: list[str], which: str) -> list[tuple[str, str]]:
+    """Pairs for InfoNCE: (anchor, other) for each other modality, or all pairs."""
+    if which == "anchor":
+        return [(mods[0], m) for m in mods[1:]]
+    return list(combinations(mods, 2))
+
+
+def loss_terms(emb: dict, mods: list[str], cfg: LossConfig, temps: dict, progress: float
+               ) -> dict[str, Any]:
+    """All loss terms for one batch of unit-norm embeddings; ``loss`` is the total.
+
+    ``mods`` starts with the anchor. ``temps`` maps 'main' and 'pair' to temperatures.
+    ``progress`` in [0, 1] drives ``pair_decay``.
+    """
+    from mmprep.heads.losses import gram_loss, infonce_loss, pmrl_terms
+
+    terms: dict[str, Any] = {}
+    if cfg.name == "gram":
+        roles = mods if (cfg.gram_anchors == "all" and not cfg.pure) else mods[:1]
+        terms["gram"] = sum(
+            gram_loss(emb[a], *[emb[m] for m in mods if m != a], temperature=temps["main"],
+                      label_smoothing=cfg.label_smoothing)
+            for a in roles) / len(roles)
+        total = terms["gram"]
+    elif cfg.name == "pmrl":
+        t = pmrl_terms(*[emb[m] for m in mods], tau_sv=cfg.tau_sv, tau_reg=temps["main"])
+        terms["sv"], terms["reg"] = t["sv"], t["reg"]
+        total = t["sv"] + cfg.reg_weight * t["reg"]
+    else:
+        pairs = pair_list(mods, cfg.pairs)
+        terms["infonce"] = sum(infonce_loss(emb[a], emb[b], temps["main"],
+                                            label_smoothing=cfg.label_smoothing)
+                               for a, b in pairs) / len(pairs)
+        total = terms["infonce"]
+    if cfg.name != "infonce" and not cfg.pure and cfg.pair_weight > 0:
+        pairs = pair_list(mods, cfg.pair_set)
+        terms["pair"] = sum(infonce_loss(emb[a], emb[b], temps["pair"],
+                                         label_smoothing=cfg.label_smoothing)
+                            for a, b in pairs) / len(pairs)
+        weight = cfg.pair_weight
+        if cfg.pair_decay:
+            weight *= 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        terms["pair_weight"] = weight
+        total = total + weight * terms["pair"]
+    terms["loss"] = total
+    return terms
+
+
+def diagnostics(emb: dict, mods: list[str]) -> dict[str, float]:
+    """Batch statistics that show how a run trains (or collapses): ``cos/a-b`` is the
+    mean cosine of matching rows of two modalities (alignment, signed), ``spread/m``
+    the mean cosine between different rows of one modality (1 = collapsed)."""
+    import torch
+
+    out = {}
+    with torch.no_grad():
+        for a, b in combinations(mods, 2):
+            out[f"cos/{a}-{b}"] = float((emb[a] * emb[b]).sum(-1).mean())
+        for m in mods:
+            x = emb[m].float()
+            n = x.shape[0]
+            s = x.sum(0)
+            out[f"spread/{m}"] = float(((s @ s) - n) / max(n * (n - 1), 1))
+    return out
+
+
+def temperature_names(cfg: LossConfig) -> dict[str, float]:
+    names = {"main": cfg.temperature}
+    if cfg.name != "infonce" and not cfg.pure and cfg.pair_weight > 0:
+        names["pair"] = cfg.temperature
+    return names
+
+
+def lr_factor(step: int, total: int, warmup: int, min_lr: float) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return min_lr + (1 - min_lr) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+# --------------------------------------------------------------------------- train
+def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig, *,
+                progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Train one head per modality on ``features``; write the run to ``out_dir``.
+
+    Writes ``heads.safetensors``, ``config.json``, ``metrics.json``, ``train.log`` and
+    ``report.png``; returns the metrics dictionary.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from mmprep.heads.evaluate import evaluate
+    from mmprep.heads.model import AlignmentHeads, save_heads
+    from mmprep.heads.report import write_report
+
+    out_dir = Path(out_dir)
+    if (out_dir / "heads.safetensors").exists() and not overwrite:
+        raise MmprepError(f"{out_dir} already holds a run (use --overwrite to replace it)")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    t_start = time.perf_counter()
+
+    with FeatureSource(features, cfg.data.modalities, loading=cfg.data.loading) as source:
+        mods = resolve_modalities(source.modalities, cfg)
+        clips = choose_clips(source, cfg, mods)
+        batch_size = min(cfg.optim.batch_size, len(clips["train"]))
+        steps_per_epoch = len(clips["train"]) // batch_size
+        total_steps = steps_per_epoch * cfg.optim.epochs
+        warmup = int(cfg.optim.warmup * total_steps)
+
+        h = cfg.head
+        model = AlignmentHeads({m: source.dims[m] for m in mods}, out_dim=h.out_dim, kind=h.kind,
+                               hidden_dim=h.hidden_dim, dropout=h.dropout,
+                               input_norm=h.input_norm, temperatures=temperature_names(cfg.loss))
+        if h.input_norm == "standardize":
+            for m in mods:
+                mean, std = input_statistics(source, m, clips["train"], rng)
+                model.heads[m].set_statistics(torch.from_numpy(mean).float(),
+                                              torch.from_numpy(std).float())
+        model.to(device)
+        for p in model.log_temperature.values():
+            p.requires_grad_(cfg.loss.learn_temperature)
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 and p.requires_grad]
+        optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.optim.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            optim, lambda s: lr_factor(s, total_steps, warmup, cfg.optim.min_lr))
+        autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
+                    if cfg.precision == "bf16" else torch.autocast(device.type, enabled=False))
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log_path = out_dir / "train.log"
+        history: list[dict[str, Any]] = []
+        window: dict[str, list[float]] = {}
+        step = 0
+        loop_seconds = 0.0
+        with open(log_path, "w", encoding="utf-8") as log:
+            log.write(f"# mmprep {__version__} train-head {cfg.loss.name}: {len(clips['train'])} "
+                      f"train / {len(clips['eval'])} eval clips, modalities {', '.join(mods)}, "
+                      f"{total_steps} steps of {batch_size}, device {device}, "
+                      f"data {'in memory' if source.in_memory else 'streamed'}\n")
+            bar = tqdm(total=total_steps, disable=not progress, unit="step",
+                       desc=f"train-head {cfg.loss.name}", dynamic_ncols=True)
+            for epoch in range(cfg.optim.epochs):
+                model.train()
+                t_epoch = time.perf_counter()
+                for batch in source.epoch_batches(clips["train"], batch_size, rng):
+                    x = {m: torch.from_numpy(v).to(device, non_blocking=True)
+                         for m, v in batch.items()}
+                    with autocast:
+                        emb = model(x)
+                    temps = {n: model.temperature(n) for n in model.log_temperature}
+                    terms = loss_terms(emb, mods, cfg.loss, temps, step / max(1, total_steps))
+                    optim.zero_grad(set_to_none=True)
+                    terms["loss"].backward()
+                    if cfg.optim.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                    optim.step()
+                    sched.step()
+                    model.clamp_temperatures(cfg.loss.temperature_min, cfg.loss.temperature_max)
+                    step += 1
+                    terms = {k: v.detach() if hasattr(v, "detach") else v
+                             for k, v in terms.items()}
+                    for k, v in terms.items():
+                        window.setdefault(k, []).append(float(v))
+                    if step % cfg.log_every == 0 or step == total_steps:
+                        rec = {"step": step, "epoch": epoch + 1,
+                               **{k: float(np.mean(v)) for k, v in window.items()},
+                               **diagnostics(emb, mods),
+                               "lr": sched.get_last_lr()[0],
+                               **{f"tau_{n}": float(t.detach()) for n, t in temps.items()}}
+                        if not math.isfinite(rec["loss"]):
+                            raise MmprepError(f"loss is not finite at step {step}; "
+                                              "try a lower --lr or --precision fp32")
+                        history.append(rec)
+                        window = {}
+                        log.write(json.dumps(rec) + "\n")
+                        log.flush()
+                        bar.set_postfix(loss=f"{rec['loss']:.3f}", epoch=epoch + 1)
+                    bar.update(1)
+                loop_seconds += time.perf_counter() - t_epoch
+                if cfg.data.eval_every and (epoch + 1) % cfg.data.eval_every == 0:
+                    val = clips["val"][: cfg.data.val_max_clips]
+                    res = evaluate(model, source, val, mods, device=device)
+                    rec = {"step": step, "epoch": epoch + 1, "val_mean_R@1": res["mean_R@1"]}
+                    history.append(rec)
+                    log.write(json.dumps(rec) + "\n")
+            bar.close()
+            train_seconds = time.perf_counter() - t_start
+            result = evaluate(model, source, clips["eval"], mods, device=device)
+            log.write(f"# eval on {len(clips['eval'])} clips: mean R@1 "
+                      f"{result['mean_R@1']:.4f}\n")
+        split_desc = (f"holdout {cfg.data.holdout}" if cfg.data.holdout > 0
+                      else cfg.data.eval_split)
+        meta = {
+            "format": "mmprep-heads", "version": 1, "mmprep_version": __version__,
+            "modalities": mods, "input_dims": {m: source.dims[m] for m in mods},
+            "item_level": [m for m in mods if source.is_item_level(m)],
+            "features": str(Path(features).resolve()), "config_hash": config_hash(cfg),
+        }
+    model.cpu()
+    save_heads(out_dir / "heads.safetensors", model, cfg, meta)
+    (out_dir / "config.json").write_text(json.dumps({**meta, "config": to_dict(cfg)}, indent=1)
+                                         + "\n", encoding="utf-8")
+    metrics = {
+        "loss": cfg.loss.name, "pure": cfg.loss.pure, "eval_split": split_desc,
+        "train_clips": int(len(clips["train"])), "steps": step,
+        "train_seconds": round(train_seconds, 2), "loop_seconds": round(loop_seconds, 3),
+        "samples_per_second": round(step * batch_size / max(loop_seconds, 1e-9), 1),
+        "final_temperatures": {n: float(model.temperature(n).detach())
+                               for n in model.log_temperature},
+        "eval": result, "history": history,
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    write_report(out_dir / "report.png", metrics)
+    return metrics
