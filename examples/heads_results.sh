@@ -41,5 +41,8 @@ if [ "${SCALING:-0}" = 1 ]; then
     [ -f "$OUT/runs-50k/$loss-s0/metrics.json" ] || \
       $MMPREP train-head "$BIG" --loss "$loss" -o "$OUT/runs-50k/$loss-s0" --overwrite -q > /dev/null
   done
+  [ -f "$OUT/runs-50k-mlp/pmrl-mlp-s0/metrics.json" ] || \
+    $MMPREP train-head "$BIG" --loss pmrl --head mlp -o "$OUT/runs-50k-mlp/pmrl-mlp-s0" \
+      --overwrite -q > /dev/null
 fi
 "$PYTHON" "$(dirname "$0")/heads_table.py" "$OUT"/runs*/

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "train-head": "mmprep.cli.heads:train_head",
     "eval-head": "mmprep.cli.heads:eval_head",
     "project": "mmprep.cli.heads:project",
+    "run": "mmprep.cli.run:run",
     "pipelines": "mmprep.cli.pipelines:pipelines",
     "bench": "mmprep.cli.bench:bench",
     "completion": "mmprep.cli.completion:completion",
