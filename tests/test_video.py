@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -252,3 +253,18 @@ def test_too_many_frames_needs_max_frames(indexed_clip):
 def test_transform_is_applied_per_frame(indexed_clip):
     fs = sample_frames(indexed_clip, native(num_frames=3), transform=lambda a: a.shape)
     assert fs.frames == [(96, 128, 3)] * 3
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_scaling_frames_starts_no_threads(indexed_clip):
+    """PyAV's reformat defaults to an automatic thread pool per call (per frame); with
+    threads=1 nothing is started, so parallel workers do not fight over the cores."""
+    def newest_thread():
+        return max(int(t) for t in os.listdir("/proc/self/task"))
+
+    cfg = VideoConfig(num_frames=8, size=64, resize="center-crop", threads=1)
+    sample_frames(indexed_clip, cfg)
+    before = newest_thread()
+    for _ in range(3):
+        sample_frames(indexed_clip, cfg)
+    assert newest_thread() == before

@@ -96,12 +96,33 @@ def plan_geometry(
     return Geometry(scale_w=scale_w, scale_h=scale_h, rotation=rotation, crop=crop, pad=pad)
 
 
-def render(frame, geom: Geometry, interpolation: Interpolation = "bicubic") -> np.ndarray:
-    """Scale a PyAV ``VideoFrame`` and return an (H, W, 3) uint8 RGB array."""
+_REFORMAT_THREADS = True  # PyAV >= 14 takes threads=; older versions scale on one thread
+
+
+def _reformat(frame, threads: int, **kwargs):
+    """``frame.reformat`` on ``threads`` scaler threads. PyAV's default (0, automatic)
+    starts a pool of threads for every call, i.e. for every frame: on a busy machine that
+    costs more than it gains for a few small frames, and the threads compete with the
+    other workers."""
+    global _REFORMAT_THREADS
+    if _REFORMAT_THREADS:
+        try:
+            return frame.reformat(threads=threads, **kwargs)
+        except TypeError:
+            _REFORMAT_THREADS = False
+    return frame.reformat(**kwargs)
+
+
+def render(frame, geom: Geometry, interpolation: Interpolation = "bicubic",
+           threads: int = 1) -> np.ndarray:
+    """Scale a PyAV ``VideoFrame`` and return an (H, W, 3) uint8 RGB array, using
+    ``threads`` scaler threads (0: automatic)."""
     if frame.width == geom.scale_w and frame.height == geom.scale_h:
         arr = frame.to_ndarray(format="rgb24")
     else:
-        arr = frame.reformat(
+        arr = _reformat(
+            frame,
+            threads,
             width=geom.scale_w,
             height=geom.scale_h,
             format="rgb24",

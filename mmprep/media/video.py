@@ -43,7 +43,7 @@ class VideoConfig:
     jpeg_quality: int = 90
     mean: tuple[float, float, float] | None = None  # recorded for trainers; pixels stay uint8
     std: tuple[float, float, float] | None = None
-    threads: int = 1  # decoder threads (0: let FFmpeg choose)
+    threads: int = 1  # decoder and scaler threads (0: let FFmpeg choose)
     seek: bool = True  # seek to the nearest keyframe before far targets
 
     def __post_init__(self) -> None:
@@ -412,7 +412,7 @@ class _Renderer:
                              rotation=normalize_rotation(info.rotation), sar=info.sar)
         if self.geom is None:
             self.geom = geom
-        arr = render(frame, geom, cfg.interpolation)
+        arr = render(frame, geom, cfg.interpolation, threads=cfg.threads)
         if size != self.first_size and arr.shape[:2] != self.geom.out_size:
             # Resolution change mid-stream: all outputs of a clip share one size.
             arr = _fit(arr, self.geom.out_size)
