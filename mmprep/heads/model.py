@@ -79,15 +79,16 @@ def save_heads(path, model: AlignmentHeads, cfg, meta: dict) -> None:
     metadata holds the config and what is needed to rebuild the modules."""
     import json
 
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from mmprep.config import to_dict
+    from mmprep.storage import atomic_write_bytes
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={
+    atomic_write_bytes(path, save(tensors, metadata={
         "format": "mmprep-heads", "version": "1",
         "config": json.dumps(to_dict(cfg)), "meta": json.dumps(meta),
-    })
+    }))
 
 
 def load_heads(run_dir) -> tuple[AlignmentHeads, object, dict]:

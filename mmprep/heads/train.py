@@ -17,6 +17,7 @@ from mmprep.config import config_hash, to_dict
 from mmprep.errors import ConfigError, MmprepError
 from mmprep.heads.config import LossConfig, TrainHeadConfig
 from mmprep.heads.data import FeatureSource
+from mmprep.storage import atomic_write_bytes
 
 MIN_TRAIN_CLIPS = 8
 MIN_EVAL_CLIPS = 2
@@ -304,8 +305,8 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
         }
     model.cpu()
     save_heads(out_dir / "heads.safetensors", model, cfg, meta)
-    (out_dir / "config.json").write_text(json.dumps({**meta, "config": to_dict(cfg)}, indent=1)
-                                         + "\n", encoding="utf-8")
+    atomic_write_bytes(out_dir / "config.json",
+                       (json.dumps({**meta, "config": to_dict(cfg)}, indent=1) + "\n").encode())
     metrics = {
         "loss": cfg.loss.name, "pure": cfg.loss.pure, "eval_split": split_desc,
         "train_clips": int(len(clips["train"])), "steps": step,
@@ -315,6 +316,7 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
                                for n in model.log_temperature},
         "eval": result, "history": history,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     write_report(out_dir / "report.png", metrics)
+    # written last: a run folder with metrics.json is complete
+    atomic_write_bytes(out_dir / "metrics.json", (json.dumps(metrics, indent=1) + "\n").encode())
     return metrics
