@@ -258,13 +258,22 @@ def test_transform_is_applied_per_frame(indexed_clip):
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
 def test_scaling_frames_starts_no_threads(indexed_clip):
     """PyAV's reformat defaults to an automatic thread pool per call (per frame); with
-    threads=1 nothing is started, so parallel workers do not fight over the cores."""
-    def newest_thread():
-        return max(int(t) for t in os.listdir("/proc/self/task"))
+    threads=1 nothing is started, so parallel workers do not fight over the cores.
+    Measured in a fresh process, away from the test runner's own threads."""
+    import sys
 
-    cfg = VideoConfig(num_frames=8, size=64, resize="center-crop", threads=1)
-    sample_frames(indexed_clip, cfg)
-    before = newest_thread()
-    for _ in range(3):
-        sample_frames(indexed_clip, cfg)
-    assert newest_thread() == before
+    code = (
+        "import os, sys\n"
+        "from mmprep.media.video import VideoConfig, sample_frames\n"
+        "def newest():\n"
+        "    return max(int(t) for t in os.listdir('/proc/self/task'))\n"
+        "cfg = VideoConfig(num_frames=8, size=64, resize='center-crop', threads=1)\n"
+        "sample_frames(sys.argv[1], cfg)\n"
+        "before = newest()\n"
+        "for _ in range(3):\n"
+        "    sample_frames(sys.argv[1], cfg)\n"
+        "print(newest() - before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(indexed_clip)], check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip() == "0"
