@@ -293,3 +293,24 @@ def test_latent_ceiling_orders_modalities_by_their_noise():
     easy = latent_ceiling(FeatureGenConfig(obs_noise={"video": 0, "audio": 0, "text": 0}),
                           clips=300)
     assert easy["video->audio"] == 1.0
+
+
+@pytest.mark.gpu
+def test_training_and_evaluation_on_cuda(feats, tmp_path):
+    """bf16 heads on the GPU train as well as fp32 on the CPU, and a GPU-trained run
+    evaluates the same on either device."""
+    cfg = small_cfg("gram", epochs=6)
+    cfg.device = "cpu"
+    cpu_run = train_heads(feats, tmp_path / "cpu", cfg, progress=False)
+    cfg = small_cfg("gram", epochs=6)
+    cfg.device, cfg.precision = "cuda", "bf16"
+    gpu_run = train_heads(feats, tmp_path / "gpu", cfg, progress=False)
+    chance = 1 / 150
+    for key in ("text->video", "video->audio"):
+        assert gpu_run["eval"]["pairs"][key]["R@1"] > 5 * chance
+        assert abs(gpu_run["eval"]["pairs"][key]["R@1"]
+                   - cpu_run["eval"]["pairs"][key]["R@1"]) < 0.1
+    on_gpu = evaluate_run(tmp_path / "gpu", feats, device="cuda")
+    on_cpu = evaluate_run(tmp_path / "gpu", feats, device="cpu")
+    for key, m in on_gpu["pairs"].items():
+        assert abs(m["R@1"] - on_cpu["pairs"][key]["R@1"]) <= 2 * chance
