@@ -51,7 +51,12 @@ def cli() -> None:
     Typical chain:
       mmprep sample-data demo/raw --n 16
       mmprep extract demo/raw/manifest.jsonl -o demo/shards --pipeline gram-vast
-      mmprep embed demo/shards -o demo/features.h5 --text-encoder minilm
+      mmprep embed demo/shards -o demo/feats.h5 --pipeline quickstart   # its encoders
+      mmprep train-head demo/feats.h5 --loss gram -o demo/runs/gram
+
+    \b
+    The whole chain from one YAML file (here the built-in quickstart):
+      mmprep run quickstart -o demo/chain
 
     Run `mmprep COMMAND --help` for each command's options.
     """
