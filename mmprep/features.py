@@ -78,7 +78,7 @@ def _str_dtype():
     return h5py.string_dtype(encoding="utf-8")
 
 
-def _as_str_list(ds) -> list[str]:
+def as_str_list(ds) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in ds[()]]
 
 
@@ -139,23 +139,11 @@ def write_features(path: str | Path, fs: FeatureSet, *, dtype: str = "float32") 
 
 def read_features(path: str | Path, modalities: list[str] | None = None) -> FeatureSet:
     """Load a feature cache into memory (all modalities, or the ones named)."""
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise MmprepError(f"feature cache not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise MmprepError(f"{path} is not a readable HDF5 file: {exc}") from exc
-    with f:
-        if f.attrs.get("format") != FORMAT:
-            raise MmprepError(f"{path} is not an mmprep feature cache (no format={FORMAT!r})")
+    with open_cache(path) as f:
         if "keys" not in f:
             raise MmprepError(f"{path}: missing /keys")
-        names = json.loads(f.attrs.get("modalities", "[]")) or [
-            k for k in f if k not in ("keys", "split") and not k.endswith(RESERVED_SUFFIXES)
-        ]
+        names = listed_modalities(f)
         if modalities is not None:
             missing = [m for m in modalities if m not in names]
             if missing:
@@ -163,8 +151,8 @@ def read_features(path: str | Path, modalities: list[str] | None = None) -> Feat
                     f"{path} has no modality {', '.join(missing)} (has: {', '.join(names)})"
                 )
             names = list(modalities)
-        keys = _as_str_list(f["keys"])
-        split = np.array(_as_str_list(f["split"]) if "split" in f else [""] * len(keys))
+        keys = as_str_list(f["keys"])
+        split = np.array(as_str_list(f["split"]) if "split" in f else [""] * len(keys))
         mods = {}
         for name in names:
             ds = f[name]
@@ -174,7 +162,7 @@ def read_features(path: str | Path, modalities: list[str] | None = None) -> Feat
                 owner=f[f"{name}_owner"][()] if f"{name}_owner" in f else None,
                 mask=f[f"{name}_mask"][()] if f"{name}_mask" in f else None,
                 attrs=attrs,
-                captions=_as_str_list(f[f"{name}_caption"]) if f"{name}_caption" in f else None,
+                captions=as_str_list(f[f"{name}_caption"]) if f"{name}_caption" in f else None,
             )
         root = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     fs = FeatureSet(keys=keys, split=split, modalities=mods, attrs=root)
@@ -374,9 +362,21 @@ class FeatureWriter:
             self.abort()
 
 
-def _open(path: Path):
+def listed_modalities(f) -> list[str]:
+    """The modalities of an open cache: its ``modalities`` attribute, else every
+    dataset that is not keys, split or a per-modality companion (owner, mask, ...)."""
+    listed = f.attrs.get("modalities")
+    if listed:
+        return json.loads(listed)
+    return [k for k in f if k not in ("keys", "split") and not k.endswith(RESERVED_SUFFIXES)]
+
+
+def open_cache(path: str | Path):
+    """The feature cache at ``path`` opened read-only (an ``h5py.File``); a clear error
+    when it is missing, not HDF5, or not written by mmprep."""
     import h5py
 
+    path = Path(path)
     if not path.is_file():
         raise MmprepError(f"feature cache not found: {path}")
     try:
@@ -392,7 +392,7 @@ def _open(path: Path):
 def read_layout(path: str | Path) -> dict[str, Any]:
     """Rows, root attributes and per-modality layout of a cache, without loading data."""
     path = Path(path)
-    with _open(path) as f:
+    with open_cache(path) as f:
         names = json.loads(f.attrs.get("modalities", "[]"))
         mods = {}
         for name in names:
@@ -412,8 +412,8 @@ def read_layout(path: str | Path) -> dict[str, Any]:
 
 
 def read_keys(path: str | Path) -> list[str]:
-    with _open(Path(path)) as f:
-        return _as_str_list(f["keys"])
+    with open_cache(path) as f:
+        return as_str_list(f["keys"])
 
 
 def layout_signature(layout: dict[str, Any]) -> dict[str, Any]:
@@ -461,7 +461,7 @@ def merge_features(
     root = dict(attrs) if attrs is not None else {
         k: v for k, v in first["attrs"].items() if k != "rows"}
     if dtype is None:
-        with _open(sources[0]) as f:
+        with open_cache(sources[0]) as f:
             names = list(specs)
             dtype = str(f[names[0]].dtype) if names else "float32"
     seen: dict[str, Path] = {}
@@ -469,12 +469,12 @@ def merge_features(
     try:
         for src in sources:
             with h5py.File(src, "r") as f:
-                keys = _as_str_list(f["keys"])
+                keys = as_str_list(f["keys"])
                 for k in keys:
                     if k in seen:
                         raise MmprepError(f"key {k!r} is in both {seen[k]} and {src}")
                     seen[k] = src
-                split = _as_str_list(f["split"])
+                split = as_str_list(f["split"])
                 owners = {n: f[f"{n}_owner"][()] for n, m in specs.items() if m.item_level}
                 for lo in range(0, len(keys), chunk_rows):
                     hi = min(len(keys), lo + chunk_rows)

@@ -10,7 +10,6 @@ item-level modalities such as ``text``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mmprep.errors import MmprepError
-from mmprep.features import FORMAT, RESERVED_SUFFIXES
+from mmprep.features import as_str_list, listed_modalities, open_cache
 
 
 def _memory_budget() -> int:
@@ -31,7 +30,7 @@ def _memory_budget() -> int:
 
 
 def _strings(ds) -> np.ndarray:
-    return np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in ds[()]])
+    return np.array(as_str_list(ds))
 
 
 class FeatureSource:
@@ -39,23 +38,9 @@ class FeatureSource:
 
     def __init__(self, path: str | Path, modalities: list[str] | None = None,
                  loading: str = "auto"):
-        import h5py
-
         self.path = Path(path)
-        if not self.path.is_file():
-            raise MmprepError(f"feature cache not found: {self.path}")
-        try:
-            self._file = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise MmprepError(f"{self.path} is not a readable HDF5 file: {exc}") from exc
-        f = self._file
-        if f.attrs.get("format") != FORMAT:
-            self.close()
-            raise MmprepError(f"{self.path} is not an mmprep feature cache "
-                              f"(no format={FORMAT!r} attribute)")
-        listed = f.attrs.get("modalities")
-        self.available = json.loads(listed) if listed else [
-            k for k in f if k not in ("keys", "split") and not k.endswith(RESERVED_SUFFIXES)]
+        self._file = f = open_cache(self.path)
+        self.available = listed_modalities(f)
         names = list(modalities) if modalities is not None else list(self.available)
         missing = [m for m in names if m not in self.available or m not in f]
         if missing:
@@ -142,6 +127,11 @@ class FeatureSource:
         order, starts, counts = self._items[m]
         pick = (rng.random(len(clips)) * counts[clips]).astype(np.int64)
         return order[starts[clips] + pick]
+
+    def captions(self, m: str) -> list[str] | None:
+        """The caption text stored with modality ``m`` (``/M_caption``), if any."""
+        name = f"{m}_caption"
+        return as_str_list(self._file[name]) if name in self._file else None
 
     def take(self, m: str, rows: np.ndarray) -> np.ndarray:
         """Rows of modality ``m`` as float32, in the order given."""

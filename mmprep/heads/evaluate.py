@@ -107,7 +107,6 @@ def project_run(run_dir: str | Path, features: str | Path, out: str | Path, *,
                 device: str = "auto", chunk: int = 8192) -> Path:
     """Write the projected, unit-norm embeddings of every row of ``features`` as a new
     feature cache with the same schema (keys, split, owners, masks, captions)."""
-    import h5py
     import torch
 
     from mmprep.features import FeatureSet, Modality, write_features
@@ -131,12 +130,9 @@ def project_run(run_dir: str | Path, features: str | Path, out: str | Path, *,
                 x = torch.from_numpy(source.take(m, rows)).to(dev)
                 parts.append(model.embed(m, x).cpu().numpy())
             data = np.concatenate(parts) if parts else np.zeros((0, cfg.head.out_dim), np.float32)
-            with h5py.File(source.path, "r") as f:
-                captions = ([v.decode() if isinstance(v, bytes) else str(v)
-                             for v in f[f"{m}_caption"][()]] if f"{m}_caption" in f else None)
             modalities[m] = Modality(
                 data=data, owner=source.owner.get(m), mask=source.mask.get(m),
-                captions=captions,
+                captions=source.captions(m),
                 attrs={"encoder": f"mmprep-head:{meta['config_hash']}",
                        "weights_sha256": "", "preprocessing": {"run": str(run_dir)},
                        "preprocessing_hash": meta["config_hash"]},
