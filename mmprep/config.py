@@ -28,6 +28,7 @@ __all__ = [
     "dump_yaml",
     "config_hash",
     "choices_of",
+    "field_info",
 ]
 
 
@@ -37,6 +38,20 @@ def choices_of(cls: type, field_name: str) -> tuple[str, ...]:
     if get_origin(hint) in (Union, types.UnionType):
         hint = next(a for a in get_args(hint) if a is not type(None))
     return tuple(get_args(hint))
+
+
+def field_info(cls: type, dotted: str) -> tuple[Any, Any]:
+    """(type hint, default value) of the field at ``dotted`` (``"video.num_frames"``) of
+    dataclass ``cls``: the one place the command line reads defaults and choices from."""
+    obj: Any = cls()
+    hint: Any = cls
+    for part in dotted.split("."):
+        hints = get_type_hints(type(obj))
+        if part not in hints:
+            raise KeyError(f"{type(obj).__name__} has no field {part!r} (from {dotted!r})")
+        hint = hints[part]
+        obj = getattr(obj, part)
+    return hint, obj
 
 
 def _type_name(tp: Any) -> str:

@@ -5,8 +5,18 @@ class MmprepError(Exception):
     """An error the user can fix: bad option, missing file, incompatible output."""
 
 
-class ConfigError(MmprepError, ValueError):
+class UsageError(MmprepError):
+    """Bad usage or an unusable input file (a manifest that cannot be read as one):
+    exit code 2, before any work starts."""
+
+
+class ConfigError(UsageError, ValueError):
     """An invalid configuration value; the message names the field and allowed values."""
+
+
+class EnvironmentProblem(MmprepError):
+    """The installation cannot run the job (a library that does not load, a worker that
+    cannot start): exit code 4, with a pointer to ``mmprep doctor``."""
 
 
 class SampleError(Exception):

@@ -22,7 +22,7 @@ from mmprep.errors import SampleError
 from mmprep.media.audio import AudioConfig, audio_features
 from mmprep.media.frames import encode_jpeg
 from mmprep.media.video import VideoConfig, sample_frames, sample_seed
-from mmprep.shards import ShardConfig, npy_bytes
+from mmprep.shards import SAMPLE_FORMAT_VERSION, ShardConfig, npy_bytes
 from mmprep.sources import Sample
 from mmprep.text import TextConfig, clean_captions, get_tokenizer
 
@@ -46,6 +46,29 @@ class ExtractConfig:
         data.pop("shards")
         data["video"].pop("threads")
         return config_hash(data)
+
+
+def required_modules(cfg: ExtractConfig) -> list[str]:
+    """The libraries the stages of ``cfg`` load (checked before any sample runs)."""
+    mods = ["numpy"]
+    if cfg.video.enabled or cfg.audio.enabled:
+        mods.append("av")
+    if cfg.video.enabled:
+        mods.append("PIL.Image")
+    if cfg.audio.enabled:
+        mods += ["torch", "torchaudio.compliance.kaldi" if cfg.audio.features == "fbank"
+                 else "torchaudio.transforms"]
+    if cfg.text.enabled:
+        mods.append("tokenizers")
+    return mods
+
+
+def preflight(cfg: ExtractConfig, what: str = "extract") -> None:
+    """Raise ``EnvironmentProblem`` (exit code 4) when a library the stages need does not
+    load: a broken install is one clear error, not an error record per sample."""
+    from mmprep.environment import preflight as check
+
+    check(required_modules(cfg), what=what)
 
 
 @contextlib.contextmanager
@@ -96,14 +119,18 @@ def process_sample(
         raise SampleError("manifest", sample.error)
     seed = sample_seed(cfg.seed, sample.key)
     clip_len = None if sample.end is None else sample.end - (sample.start or 0.0)
+    # Every field keeps one JSON type across samples (readers such as Hugging Face
+    # datasets infer a schema from the first samples): unknown numbers are 0, absent
+    # strings "", lists of strings joined into one string where they are often empty.
     meta: dict[str, Any] = {
+        "format_version": SAMPLE_FORMAT_VERSION,
         "key": sample.key,
         "source": sample.source,
         "source_key": sample.source_key,
         "index": sample.index,
-        "split": sample.split,
-        "start": sample.start,
-        "end": sample.end,
+        "split": sample.split or "",
+        "start": float(sample.start or 0.0),
+        "end": 0.0,  # set below: the end of the clip that was read
     }
     members: list[tuple[str, bytes]] = []
     warnings: list[str] = []
@@ -147,8 +174,8 @@ def process_sample(
             "width": info.width,
             "height": info.height,
             "rotation": info.rotation,
-            "fps": round(info.fps, 6) if info.fps else None,
-            "stream_duration": round(info.duration, 6) if info.duration else None,
+            "fps": round(info.fps, 6) if info.fps else 0.0,
+            "stream_duration": round(info.duration, 6) if info.duration else 0.0,
             "sampling": cfg.video.sampling,
             "num_frames": len(fs.frames),
             "frame_timestamps": fs.timestamps,
@@ -175,16 +202,19 @@ def process_sample(
         if clip_len is None and af.has_audio:
             clip_len = af.meta.get("duration")
         meta["has_audio"] = af.has_audio
-        meta["audio"] = {**af.meta, "valid_frames": af.valid_frames,
-                         "shape": list(mel.shape) if mel is not None else None}
+        shape = list(mel.shape) if mel is not None else [
+            *([cfg.audio.slices] if cfg.audio.slices > 1 else []), 0, cfg.audio.mel_bins]
+        meta["audio"] = {**af.meta, "valid_frames": af.valid_frames, "shape": shape}
         if af.meta.get("bad_packets"):
             warnings.append(f"audio: {af.meta['bad_packets']} undecodable packet(s) skipped")
     else:
         meta["has_audio"] = False
 
     video_meta = meta.get("video", {})
+    clip_len = max(0.0, clip_len or 0.0)
+    meta["end"] = round(meta["start"] + clip_len, 6)
     meta.update(
-        duration=round(clip_len, 6) if clip_len is not None else None,
+        duration=round(clip_len, 6),
         fps=video_meta.get("fps"),
         size=video_meta.get("size"),
         frame_timestamps=video_meta.get("frame_timestamps"),
@@ -204,7 +234,8 @@ def process_sample(
         }
     meta.update(
         meta=sample.meta,
-        warnings=warnings,
+        warnings="\n".join(warnings),
+        num_warnings=len(warnings),
         pipeline=cfg.pipeline,
         pipeline_hash=cfg.content_hash(),
         mmprep_version=__version__,
@@ -253,4 +284,4 @@ def run_sample(sample: Sample, cfg: ExtractConfig, on_stage=None) -> Outcome:
             if tb:
                 record["where"] = f"{Path(tb[-1].filename).name}:{tb[-1].lineno}"
         return Outcome(None, 0, timings, record)
-    return Outcome(members, len(meta.get("warnings", [])), timings)
+    return Outcome(members, meta["num_warnings"], timings)

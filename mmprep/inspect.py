@@ -40,7 +40,8 @@ def _expected(meta: dict[str, Any]) -> set[str]:
         else:
             want |= {f"f{i:03d}.jpg" for i in range(int(video.get("num_frames", 0)))}
     audio = meta.get("audio")
-    if audio and audio.get("shape") is not None:
+    shape = audio.get("shape") if audio else None
+    if shape and all(int(d) > 0 for d in shape):  # [0, bins]: omitted (no audio)
         want.add("mel.npy")
     text = meta.get("text")
     if text:

@@ -25,6 +25,10 @@ from mmprep.storage import FsspecStore, LocalStore, Store, open_store
 
 TMP_SUFFIX = ".tmp"
 STATS_SUFFIX = ".stats.json"
+# Version of the per-sample layout (members and KEY.json fields). 2: every KEY.json field
+# keeps one type across samples (start/end always numbers, split/warnings strings, the
+# same audio keys with or without audio); format_version and num_warnings added.
+SAMPLE_FORMAT_VERSION = 2
 
 
 @dataclass

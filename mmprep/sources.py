@@ -1,10 +1,14 @@
-"""Manifests (CSV, TSV, JSONL, JSON, Parquet, folders, stdin) to ``Sample`` records.
+"""Manifests (CSV, TSV, JSONL, JSON, Parquet, path lists, folders, stdin) to ``Sample``
+records.
 
 Every row becomes a sample or, when the row itself is unusable (no media path, bad
 start/end, a key that names another video), a sample carrying an ``error`` so it ends up
 as an error record instead of vanishing. Rows naming the same clip (same key, or same
 media path and cut when there is no key column) are merged: their captions are joined,
 which is how one-row-per-caption layouts such as MSR-VTT's are read.
+
+A manifest that cannot be read as one at all (binary data, invalid JSON, a broken gzip
+file, a header and no rows) is a ``UsageError`` (exit code 2) before any work starts.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmprep.errors import MmprepError
+from mmprep.errors import UsageError
 
 VIDEO_COLUMNS = ("video", "path", "file", "filepath", "video_path", "audio", "media")
 CAPTION_COLUMNS = ("caption", "captions", "text", "sentence", "sentences")
@@ -33,7 +37,7 @@ MEDIA_EXTENSIONS = (
     ".ts", ".mts", ".3gp", ".ogv", ".gif",
     ".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac",
 )
-FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "folder")
+FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "txt", "folder")
 
 
 @dataclass
@@ -107,11 +111,11 @@ def _read_bytes(source: str | Path) -> bytes:
             with fsspec.open(str(source), "rb") as fh:
                 return fh.read()
         except (ImportError, ValueError, OSError) as exc:
-            raise MmprepError(f"cannot read manifest {source}: {exc}") from exc
+            raise UsageError(f"cannot read manifest {source}: {exc}") from exc
     try:
         return Path(source).read_bytes()
     except OSError as exc:
-        raise MmprepError(f"cannot read manifest {source}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot read manifest {source}: {exc.strerror or exc}") from exc
 
 
 def _maybe_gunzip(data: bytes, name: str) -> bytes:
@@ -119,14 +123,31 @@ def _maybe_gunzip(data: bytes, name: str) -> bytes:
         try:
             return gzip.decompress(data)
         except (OSError, EOFError) as exc:
-            raise MmprepError(f"manifest {name} is a broken gzip file: {exc}") from exc
+            raise UsageError(f"manifest {name} is a broken gzip file: {exc}") from exc
     return data
+
+
+def looks_like_media_path(text: str) -> bool:
+    """A URL, or a path whose extension is a media file's (``clip.mp4``, ``a/b.wav``)."""
+    text = text.strip()
+    if not text or "\n" in text:
+        return False
+    if is_url(text):
+        return True
+    return Path(text).suffix.lower() in MEDIA_EXTENSIONS
+
+
+def _is_header(line: str) -> bool:
+    """Does this first line name a known column (video/path/caption/...)?"""
+    names = {c.strip().strip('"').lower() for c in re.split(r"[,\t]", line)}
+    return bool(names & {*VIDEO_COLUMNS, *CAPTION_COLUMNS, *KEY_COLUMNS})
 
 
 def detect_format(name: str, text: str) -> str:
     lower = name.lower().removesuffix(".gz")
     for ext, fmt in ((".csv", "csv"), (".tsv", "tsv"), (".jsonl", "jsonl"), (".ndjson", "jsonl"),
-                     (".json", "json"), (".parquet", "parquet")):
+                     (".json", "json"), (".parquet", "parquet"), (".txt", "txt"),
+                     (".lst", "txt")):
         if lower.endswith(ext):
             return fmt
     head = text.lstrip()[:1]
@@ -134,8 +155,28 @@ def detect_format(name: str, text: str) -> str:
         return "jsonl"
     if head == "[":
         return "json"
-    first = text.split("\n", 1)[0]
+    first = next((line for line in text.split("\n") if line.strip()), "")
+    if not _is_header(first) and looks_like_media_path(first):
+        return "txt"  # one path or URL per line, like `find clips -name '*.mp4'` prints
     return "tsv" if "\t" in first else "csv"
+
+
+_TEXT_CONTROL = set(range(32)) - {9, 10, 12, 13}
+
+
+def check_text(data: bytes, name: str) -> None:
+    """Refuse binary data (a video, an image, a compressed file) given as a manifest."""
+    head = data[:65536]
+    if b"\x00" in head:
+        raise UsageError(
+            f"manifest {name} is not a text file (NUL byte at offset {head.index(0)}); "
+            f"expected one of: {', '.join(FORMATS)}")
+    text = head.decode("utf-8", "replace")
+    bad = sum(1 for c in text if c == "\ufffd" or ord(c) in _TEXT_CONTROL)
+    if text and bad > 0.1 * len(text):
+        raise UsageError(
+            f"manifest {name} is not a text file ({bad} of the first {len(text)} characters "
+            f"are not text); expected one of: {', '.join(FORMATS)}")
 
 
 def _decode(data: bytes) -> str:
@@ -159,6 +200,14 @@ def _rows_delimited(text: str, delimiter: str) -> Iterator[tuple[int, dict[str, 
         yield line, {h: v for h, v in zip(header, row)}
 
 
+def _rows_txt(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """One media path or URL per line; the key comes from the file name."""
+    for i, line in enumerate(text.split("\n"), start=1):
+        path = line.strip()
+        if path:
+            yield i, {"video": path}
+
+
 def _rows_jsonl(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     for i, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -178,7 +227,7 @@ def _rows_json(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MmprepError(f"manifest is not valid JSON: {exc}") from exc
+        raise UsageError(f"manifest is not valid JSON: {exc}") from exc
     if isinstance(data, dict):
         # {"key": {...}} or {"key": "caption"} mappings.
         data = [
@@ -186,7 +235,7 @@ def _rows_json(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
             for k, v in data.items()
         ]
     if not isinstance(data, list):
-        raise MmprepError("a JSON manifest must be a list of objects or a mapping")
+        raise UsageError("a JSON manifest must be a list of objects or a mapping")
     for i, obj in enumerate(data, start=1):
         yield i, obj if isinstance(obj, dict) else f"item {i} is not an object"
 
@@ -195,10 +244,13 @@ def _rows_parquet(data: bytes) -> Iterator[tuple[int, dict[str, Any] | str]]:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
-        raise MmprepError(
+        raise UsageError(
             "reading Parquet manifests needs pyarrow: pip install 'mmprep[parquet]'"
         ) from exc
-    table = pq.read_table(io.BytesIO(data))
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
+        raise UsageError(f"cannot read the Parquet manifest: {type(exc).__name__}: {exc}") from exc
     yield from enumerate(table.to_pylist(), start=1)
 
 
@@ -208,7 +260,7 @@ def _rows_folder(folder: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
         if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".")
     )
     if not files:
-        raise MmprepError(f"no media files ({', '.join(MEDIA_EXTENSIONS[:6])}, ...) under {folder}")
+        raise UsageError(f"no media files ({', '.join(MEDIA_EXTENSIONS[:6])}, ...) under {folder}")
     for i, path in enumerate(files, start=1):
         rel = path.relative_to(folder)
         row: dict[str, Any] = {"video": str(rel), "key": str(rel.with_suffix(""))}
@@ -272,7 +324,7 @@ def read_manifest(
     columns = columns or Columns()
     name = str(source)
     if fmt not in (None, *FORMATS):
-        raise MmprepError(f"unknown manifest format {fmt!r} (allowed: {', '.join(FORMATS)})")
+        raise UsageError(f"unknown manifest format {fmt!r} (allowed: {', '.join(FORMATS)})")
     if name != "-" and (fmt == "folder" or (fmt is None and Path(name).is_dir())):
         folder = Path(name)
         base = Path(root).absolute() if root is not None else folder.absolute()
@@ -285,9 +337,11 @@ def read_manifest(
         else:
             base = Path.cwd() if name == "-" else Path(name).absolute().parent
         data = _maybe_gunzip(_read_bytes(name), name)
-        if fmt == "parquet" or (fmt is None and name.lower().endswith(".parquet")):
+        if fmt == "parquet" or (fmt is None and (name.lower().endswith(".parquet")
+                                                  or data[:4] == b"PAR1")):
             rows = _rows_parquet(data)
         else:
+            check_text(data, name)
             text = _decode(data)
             kind = fmt or detect_format(name, text)
             if kind == "parquet":
@@ -296,18 +350,39 @@ def read_manifest(
                 rows = _rows_delimited(text, "\t" if kind == "tsv" else ",")
             elif kind == "jsonl":
                 rows = _rows_jsonl(text)
+            elif kind == "txt":
+                rows = _rows_txt(text)
             else:
                 rows = _rows_json(text)
-    return build_samples(rows, base=base, columns=columns)
+    samples = build_samples(rows, base=base, columns=columns)
+    if not samples:
+        where = "standard input" if name == "-" else name
+        raise UsageError(f"manifest {where} holds no samples (empty, or a header with no rows)")
+    return samples
+
+
+def _given_keys(rows: list, columns: Columns) -> set[str]:
+    """Keys the manifest gives explicitly that are already safe: they are kept as given,
+    and cleaned or generated keys that would collide with them get the suffix instead."""
+    given = set()
+    for _, row in rows:
+        if isinstance(row, dict):
+            kcol = _pick(row, columns.key, KEY_COLUMNS)
+            value = row.get(kcol) if kcol else None
+            if value not in (None, "") and sanitize_key(str(value)) == str(value):
+                given.add(str(value))
+    return given
 
 
 def build_samples(rows, *, base: Path | str, columns: Columns) -> list[Sample]:
     samples: list[Sample] = []
     by_identity: dict[tuple, Sample] = {}
+    rows = list(rows)
+    reserved = _given_keys(rows, columns)
     used: set[str] = set()
     for line, row in rows:
         if isinstance(row, str):
-            samples.append(_bad(len(samples), line, row, used))
+            samples.append(_bad(len(samples), line, row, used, reserved))
             continue
         vcol = _pick(row, columns.video, VIDEO_COLUMNS)
         ccol = _pick(row, columns.caption, CAPTION_COLUMNS)
@@ -315,7 +390,8 @@ def build_samples(rows, *, base: Path | str, columns: Columns) -> list[Sample]:
         media = row.get(vcol) if vcol else None
         if media is None or not str(media).strip():
             wanted = columns.video or "video"
-            samples.append(_bad(len(samples), line, f"no media path (column {wanted!r})", used))
+            samples.append(_bad(len(samples), line, f"no media path (column {wanted!r})",
+                                    used, reserved))
             continue
         media = str(media).strip()
         if not is_url(media) and not os.path.isabs(media):
@@ -326,7 +402,7 @@ def build_samples(rows, *, base: Path | str, columns: Columns) -> list[Sample]:
             if start is not None and end is not None and end <= start:
                 raise ValueError(f"end ({end}) must be after start ({start})")
         except ValueError as exc:
-            samples.append(_bad(len(samples), line, str(exc), used))
+            samples.append(_bad(len(samples), line, str(exc), used, reserved))
             continue
         captions = _captions(row.get(ccol)) if ccol else []
         explicit = row.get(kcol) if kcol else None
@@ -337,7 +413,7 @@ def build_samples(rows, *, base: Path | str, columns: Columns) -> list[Sample]:
             if (first.source, first.start, first.end) != identity:
                 msg = (f"duplicate key {str(explicit)!r}: line {first.lines[0]} already uses it "
                        "for another clip")
-                samples.append(_bad(len(samples), line, msg, used))
+                samples.append(_bad(len(samples), line, msg, used, reserved))
                 continue
             first.captions.extend(captions)
             first.lines.append(line)
@@ -351,9 +427,14 @@ def build_samples(rows, *, base: Path | str, columns: Columns) -> list[Sample]:
         known = {vcol, ccol, kcol, "start", "end", "split"}
         meta = {k: v for k, v in row.items() if k not in known and k}
         split = row.get("split")
+        if explicit not in (None, "") and source_key in reserved and source_key not in used:
+            key = source_key  # a safe key given by the manifest: kept as given
+            used.add(key)
+        else:
+            key = _unique(sanitize_key(source_key), used, reserved)
         sample = Sample(
             index=len(samples),
-            key=_unique(sanitize_key(source_key), used),
+            key=key,
             source=media,
             captions=captions,
             start=start,
@@ -368,16 +449,17 @@ def build_samples(rows, *, base: Path | str, columns: Columns) -> list[Sample]:
     return samples
 
 
-def _unique(key: str, used: set[str]) -> str:
+def _unique(key: str, used: set[str], reserved: set[str] = frozenset()) -> str:
     candidate, n = key, 1
-    while candidate in used:
+    while candidate in used or candidate in reserved:
         candidate = f"{key}-{n}"
         n += 1
     used.add(candidate)
     return candidate
 
 
-def _bad(index: int, line: int, message: str, used: set[str]) -> Sample:
-    key = _unique(f"line_{line}", used)
+def _bad(index: int, line: int, message: str, used: set[str],
+         reserved: set[str] = frozenset()) -> Sample:
+    key = _unique(f"line_{line}", used, reserved)
     return Sample(index=index, key=key, source="", lines=[line], error=f"line {line}: {message}",
                   source_key=key)

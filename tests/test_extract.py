@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -290,3 +293,87 @@ def test_preset_files_are_shipped():
 
     assert (preset_dir() / "gram-vast.yaml").is_file()
     assert Path(preset_dir()).resolve().name == "pipelines"
+
+
+# -- first contact: path lists, unusable manifests, stable types, quiet logs ---------
+
+def test_cli_path_per_line_on_stdin_packs_every_clip(tmp_path, sample_data):
+    clips = sorted((sample_data.parent / "clips").glob("*.mp4"))
+    out = tmp_path / "out"
+    result = run_cli(["extract", "-", "-o", str(out), "--allow-no-caption", "--frames", "2",
+                      "--size", "16", "--json"], input="".join(f"{p}\n" for p in clips))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ok"] == len(clips)
+    assert sorted(s["__key__"] for s in read_back(out)) == [p.stem for p in clips]
+
+
+@pytest.mark.parametrize("content", [b"video,caption\n", bytes(range(256)) * 64, b"",
+                                     b"\x00\x01garbage\x02" * 100])
+def test_cli_unusable_manifest_exits_2_with_the_reason(tmp_path, content):
+    m = tmp_path / "manifest.csv"
+    m.write_bytes(content)
+    result = run_cli(["extract", str(m), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "holds no samples" in result.output or "not a text file" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_json_fields_keep_one_type_and_load_with_hf_datasets(tmp_path, media_dir):
+    """Cut and uncut clips, with and without audio, one per shard: Hugging Face's
+    webdataset loader infers the schema from the first samples and casts the rest."""
+    clip = make_indexed_clip(media_dir / "types.mp4", 48, fps=24, gop=12)
+    silent = encode_clip(media_dir / "types_silent.mp4",
+                         [np.full((32, 32, 3), 9 * i, np.uint8) for i in range(12)], fps=12)
+    m = tmp_path / "m.jsonl"
+    rows = [{"video": str(clip), "caption": "uncut"},
+            {"video": str(silent), "caption": ["no audio", "second"], "split": "test"},
+            {"video": str(clip), "caption": "cut", "start": 0.5, "end": 1.5},
+            {"video": str(clip), "caption": "  ", "key": "k"},  # -> error record
+            {"video": str(clip), "caption": "cut\udcff", "start": 0.25}]
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8",
+                 errors="surrogateescape")
+    out = tmp_path / "out"
+    cfg = small_cfg(shards={"samples_per_shard": 1})
+    summary = extract(read_manifest(m), out, cfg, QUIET)
+    assert (summary.ok, summary.failed) == (4, 1)
+    metas = [s["json"] for s in read_back(out)]
+
+    def types(obj, prefix=""):
+        if isinstance(obj, dict):
+            return {k: t for key, v in obj.items() if key != "meta"
+                    for k, t in types(v, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: type(obj).__name__}
+
+    first = types(metas[0])
+    assert all(types(meta) == first for meta in metas[1:])
+    assert metas[0]["start"] == 0.0 and metas[0]["end"] == pytest.approx(2.0)
+    assert metas[2]["start"] == 0.5 and metas[2]["end"] == pytest.approx(1.5)
+    assert metas[1]["audio"]["missing_reason"] == "no audio stream"
+    assert isinstance(metas[3]["warnings"], str) and metas[3]["num_warnings"] == 1
+    assert all(meta["format_version"] == 2 for meta in metas)
+
+    script = ("import glob, sys, datasets\n"
+              "files = sorted(glob.glob(sys.argv[1] + '/*.tar'))\n"
+              "ds = datasets.load_dataset('webdataset', data_files={'train': files},\n"
+              "                           split='train', cache_dir=sys.argv[2])\n"
+              "print(len(ds), sorted(ds[i]['json']['key'] for i in range(len(ds))))\n")
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run([sys.executable, "-c", script, str(out), str(tmp_path / "cache")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split(" ", 1)[0] == "4"
+
+
+def test_no_progress_bar_when_stderr_is_a_file(tmp_path, sample_data):
+    log = tmp_path / "stderr.log"
+    args = [sys.executable, "-m", "mmprep", "extract", str(sample_data), "--frames", "2",
+            "--size", "16", "--workers", "1"]
+    with open(log, "w") as fh:
+        subprocess.run([*args, "-o", str(tmp_path / "a")], stderr=fh, check=True, timeout=300)
+    text = log.read_text()
+    assert "6 samples" in text and "clip/s]" not in text and "\r" not in text
+    with open(log, "w") as fh:
+        subprocess.run([*args, "-o", str(tmp_path / "b"), "--progress", "always"], stderr=fh,
+                       check=True, timeout=300)
+    assert "clip/s]" in log.read_text()

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from mmprep.errors import MmprepError
+from mmprep.errors import MmprepError, UsageError
 from mmprep.sources import Columns, read_manifest, sanitize_key
 
 
@@ -158,3 +158,67 @@ def test_missing_manifest_and_empty_folder(tmp_path):
         read_manifest(tmp_path / "nope.csv")
     with pytest.raises(MmprepError, match="no media files"):
         read_manifest(tmp_path)
+
+
+# -- one path per line, unusable manifests, keys as given ----------------------------
+
+def test_path_per_line_is_a_manifest_format(tmp_path):
+    (tmp_path / "clips").mkdir()
+    paths = [tmp_path / "clips" / f"c{i}.mp4" for i in range(3)]
+    listing = write(tmp_path / "list", "".join(f"{p}\n" for p in paths) + "\n")
+    for fmt in (None, "txt"):  # sniffed from the content, or asked for
+        samples = read_manifest(listing, fmt=fmt)
+        assert [s.key for s in samples] == ["c0", "c1", "c2"]
+        assert [s.source for s in samples] == [str(p) for p in paths]
+        assert all(s.error is None and s.captions == [] for s in samples)
+    relative = write(tmp_path / "rel.txt", "clips/c0.mp4\nhttps://example.org/a/b.webm?x=1\n")
+    samples = read_manifest(relative)
+    assert samples[0].source == str(tmp_path / "clips" / "c0.mp4")
+    assert samples[1].source == "https://example.org/a/b.webm?x=1" and samples[1].key == "b"
+
+
+def test_path_per_line_on_stdin(tmp_path, monkeypatch):
+    data = b"a.mp4\nsub/b.mkv\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    monkeypatch.chdir(tmp_path)
+    samples = read_manifest("-")
+    assert [s.key for s in samples] == ["a", "b"]
+    assert samples[1].source == str(tmp_path / "sub" / "b.mkv")
+
+
+def test_csv_with_a_header_is_not_mistaken_for_a_path_list(tmp_path):
+    m = write(tmp_path / "m", "video,caption\nx.mp4,hello\n")
+    (s,) = read_manifest(m)
+    assert s.key == "x" and s.captions == ["hello"]
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"video,caption\n", "holds no samples"),
+    (b"", "holds no samples"),
+    (b"\n\n  \n", "holds no samples"),
+    (bytes(range(256)) * 8, "not a text file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(200), "not a text file"),
+    (b"[1, 2", "not valid JSON"),
+    (b"\x1f\x8b\x08\x00broken", "broken gzip"),
+    (b"PAR1 not really parquet PAR1", "Parquet"),
+])
+def test_unusable_manifests_are_usage_errors(tmp_path, content, reason):
+    m = tmp_path / "manifest"
+    m.write_bytes(content)
+    with pytest.raises(UsageError, match=reason):
+        read_manifest(m)
+
+
+def test_missing_manifest_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="cannot read manifest"):
+        read_manifest(tmp_path / "nope.csv")
+
+
+def test_safe_keys_are_kept_as_given(tmp_path):
+    # 'a.b' cleans to 'a_b', which another row gives explicitly: the given key wins
+    m = write(tmp_path / "m.jsonl",
+              '{"key": "a.b", "video": "1.mp4"}\n'
+              '{"key": "a_b", "video": "2.mp4"}\n'
+              '{"video": "d/a_b.mp4"}\n'
+              '{"key": "Clip-07_x", "video": "3.mp4"}\n')
+    assert [s.key for s in read_manifest(m)] == ["a_b-1", "a_b", "a_b-2", "Clip-07_x"]

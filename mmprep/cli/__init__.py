@@ -42,7 +42,8 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"],
-                                              "max_content_width": 100})
+                                              "max_content_width": 100,
+                                              "show_default": True})
 @click.version_option(__version__, "--version", "-V", prog_name="mmprep")
 def cli() -> None:
     """mmprep: raw video/audio/text datasets to training-ready multimodal artifacts.

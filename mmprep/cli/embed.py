@@ -9,10 +9,11 @@ import click
 from mmprep.cli.options import (
     EXIT_FAILED,
     ConfigOption,
-    choice_of,
     collect_config_values,
     config_options,
     handle_errors,
+    progress_option,
+    show_progress,
 )
 from mmprep.embed.config import EmbedConfig
 
@@ -39,14 +40,14 @@ EMBED_OPTIONS = [
     ConfigOption(("--device",), "device",
                  "cpu, cuda, cuda:N or auto (default); a comma-separated list "
                  "(cuda:0,cuda:1) runs one process per device.", str),
-    ConfigOption(("--batch-size",), "batch_size", "Clips per batch (default 32).", int),
+    ConfigOption(("--batch-size",), "batch_size", "Clips per batch.", int),
     ConfigOption(("--precision",), "precision",
-                 "fp32 (default), or fp16 / bf16 autocast (bf16 is slow on CPUs without "
-                 "native bf16).", choice_of(EmbedConfig, "precision")),
+                 "fp32, or fp16 / bf16 autocast (bf16 is slow on CPUs without "
+                 "native bf16)."),
     ConfigOption(("--workers",), "workers",
                  "DataLoader worker processes decoding shards (default: 1 on CPU, half "
                  "the cores up to 8 on GPU; 0: decode in the main process).", int),
-    ConfigOption(("--prefetch",), "prefetch", "Batches each worker prepares ahead (default 4).",
+    ConfigOption(("--prefetch",), "prefetch", "Batches each worker prepares ahead.",
                  int),
     ConfigOption(("--threads",), "threads",
                  "Torch threads for the models on CPU (default: cores minus workers).", int),
@@ -55,8 +56,7 @@ EMBED_OPTIONS = [
                  flag_value=False),
     ConfigOption(("--compile",), "compile", "torch.compile the encoders (slow start).",
                  flag_value=True),
-    ConfigOption(("--dtype",), "dtype", "Stored embedding dtype (default float32).",
-                 choice_of(EmbedConfig, "dtype")),
+    ConfigOption(("--dtype",), "dtype", "Stored embedding dtype (default float32)."),
 ]
 
 
@@ -75,7 +75,7 @@ def list_encoders_text() -> str:
 @click.option("-o", "--out", type=click.Path(dir_okay=False),
               help="Output feature cache (.h5).")
 @click.option("--pipeline", help="Preset name or YAML path; its `embed:` section is used.")
-@config_options(EMBED_OPTIONS)
+@config_options(EmbedConfig, EMBED_OPTIONS)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Set any config field, e.g. --set batch_size=64.")
 @click.option("--resume", is_flag=True,
@@ -87,9 +87,10 @@ def list_encoders_text() -> str:
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes.")
+@progress_option
 @handle_errors
 def embed(shards, out, pipeline, overrides, resume, overwrite, fail_fast, list_encoders,
-          print_config, as_json, quiet, **kwargs):
+          print_config, as_json, quiet, progress_mode, **kwargs):
     """Embed extract's shards with frozen encoders into one HDF5 feature cache.
 
     SHARDS is a folder written by `mmprep extract` (its complete shards, in order), or
@@ -130,7 +131,7 @@ def embed(shards, out, pipeline, overrides, resume, overwrite, fail_fast, list_e
 
     log = None if quiet else (lambda msg: click.echo(f"note: {msg}", err=True))
     opts = EmbedOptions(resume=resume, overwrite=overwrite, fail_fast=fail_fast,
-                        progress=not quiet, log=log)
+                        progress=show_progress(progress_mode, quiet), log=log)
     summary = run_embed(list(shards), out, cfg, opts)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=1))

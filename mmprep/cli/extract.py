@@ -6,33 +6,30 @@ import click
 
 from mmprep.cli.options import (
     ConfigOption,
-    choice_of,
     collect_config_values,
     config_options,
     handle_errors,
     parse_size,
+    progress_option,
+    show_progress,
 )
 from mmprep.cli.run_options import build_run_options, report, run_options
-from mmprep.media.audio import AudioConfig
-from mmprep.media.video import VideoConfig
+from mmprep.extract import ExtractConfig
 
 EXTRACT_OPTIONS = [
     # video
     ConfigOption(("--frames",), "video.num_frames", "Frames per clip (uniform/random).", int),
     ConfigOption(("--sampling",), "video.sampling",
                  "uniform: middle of N equal segments; random: one random frame per segment "
-                 "(seeded); fps: frames at --fps; keyframes: the stream's keyframes.",
-                 choice_of(VideoConfig, "sampling")),
+                 "(seeded); fps: frames at --fps; keyframes: the stream's keyframes."),
     ConfigOption(("--fps",), "video.fps", "Frame rate for --sampling fps.", float),
     ConfigOption(("--max-frames",), "video.max_frames", "Cap for fps/keyframes sampling.", int),
     ConfigOption(("--size",), "video.size", "Output frame size in pixels (see --resize).", int),
     ConfigOption(("--resize",), "video.resize",
                  "shorter-side: shorter side = size; center-crop: then crop size x size; "
-                 "pad: longer side = size, letterboxed; none: keep decoded size.",
-                 choice_of(VideoConfig, "resize")),
+                 "pad: longer side = size, letterboxed; none: keep decoded size."),
     ConfigOption(("--frame-format",), "video.format",
-                 "jpg: KEY.fNNN.jpg members; raw: one uint8 KEY.frames.npy (N,H,W,3).",
-                 choice_of(VideoConfig, "format")),
+                 "jpg: KEY.fNNN.jpg members; raw: one uint8 KEY.frames.npy (N,H,W,3)."),
     ConfigOption(("--jpeg-quality",), "video.jpeg_quality", "JPEG quality 1-100.", int),
     ConfigOption(("--no-video",), "video.enabled", "Skip frames (audio/text only).",
                  flag_value=False),
@@ -42,8 +39,7 @@ EXTRACT_OPTIONS = [
     ConfigOption(("--no-audio",), "audio.enabled", "Skip audio features.", flag_value=False),
     ConfigOption(("--sample-rate",), "audio.sample_rate", "Resample audio to this rate.", int),
     ConfigOption(("--mel",), "audio.features",
-                 "fbank: Kaldi-compatible filter banks; melspectrogram: torchaudio + log.",
-                 choice_of(AudioConfig, "features")),
+                 "fbank: Kaldi-compatible filter banks; melspectrogram: torchaudio + log."),
     ConfigOption(("--mel-bins",), "audio.mel_bins", "Number of mel bins.", int),
     ConfigOption(("--mel-window-ms",), "audio.window_ms", "Analysis window (ms).", float),
     ConfigOption(("--mel-hop-ms",), "audio.hop_ms", "Hop between frames (ms).", float),
@@ -54,7 +50,7 @@ EXTRACT_OPTIONS = [
     ConfigOption(("--mel-slices",), "audio.slices", "With --mel-frames: slices per clip.", int),
     ConfigOption(("--missing-audio",), "audio.missing",
                  "Clips without audio: zeros (all-zero features), omit (no KEY.mel.npy) or "
-                 "error (error record).", choice_of(AudioConfig, "missing")),
+                 "error (error record)."),
     # text
     ConfigOption(("--tokenizer",), "text.tokenizer",
                  "bert-base-uncased (packaged), clip, or a tokenizer.json / vocab.txt path.",
@@ -85,8 +81,9 @@ EXTRACT_OPTIONS = [
 @click.option("--video-column", help="Column with the media path (default: video).")
 @click.option("--caption-column", help="Column with the caption(s) (default: caption).")
 @click.option("--key-column", help="Column with the sample key (default: key).")
-@config_options(EXTRACT_OPTIONS)
-@click.option("--max-shard-bytes", help="Split a shard's tar above this size (e.g. 1GB).")
+@config_options(ExtractConfig, EXTRACT_OPTIONS)
+@click.option("--max-shard-bytes",
+              help="Split a shard's tar above this size, e.g. 1GB (default: no limit).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Set any config field, e.g. --set audio.slice_sampling=random.")
 @click.option("--overwrite", is_flag=True, help="Delete existing shards and start fresh.")
@@ -94,11 +91,12 @@ EXTRACT_OPTIONS = [
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing sample.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (--progress never).")
+@progress_option
 @handle_errors
 def extract(manifest, out_dir, pipeline, manifest_format, root, video_column, caption_column,
             key_column, max_shard_bytes, overrides, overwrite, fail_fast, print_config,
-            as_json, quiet, **kwargs):
+            as_json, quiet, progress_mode, **kwargs):
     """Decode videos, sample frames, compute log-mel audio features, tokenize captions
     and pack everything into WebDataset shards.
 
@@ -135,6 +133,6 @@ def extract(manifest, out_dir, pipeline, manifest_format, root, video_column, ca
         columns=Columns(video=video_column, caption=caption_column, key=key_column),
     )
     opts = build_run_options(kwargs, overwrite=overwrite, fail_fast=fail_fast,
-                             progress=not quiet)
+                             progress=show_progress(progress_mode, quiet))
     summary = run_extract(samples, out_dir, cfg, opts)
     report(summary, opts, as_json)

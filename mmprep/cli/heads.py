@@ -8,91 +8,84 @@ import click
 
 from mmprep.cli.options import (
     ConfigOption,
-    choice_of,
     collect_config_values,
     config_options,
     handle_errors,
+    progress_option,
+    show_progress,
 )
-from mmprep.heads.config import DataConfig, HeadConfig, LossConfig, TrainHeadConfig
+from mmprep.heads.config import TrainHeadConfig
 
 TRAIN_OPTIONS = [
     # objective
     ConfigOption(("--loss",), "loss.name",
                  "gram: contrastive GRAM volume (anchor vs tuple of the others); pmrl: "
                  "singular-value loss + leading-vector contrast; infonce: pairwise CLIP "
-                 "baseline. [default: gram]", choice_of(LossConfig, "name")),
+                 "baseline."),
     ConfigOption(("--anchor",), "loss.anchor",
-                 "Anchor modality of GRAM, of InfoNCE, and of the tuple retrieval. "
-                 "[default: text]", str),
+                 "Anchor modality of GRAM, of InfoNCE, and of the tuple retrieval.", str),
     ConfigOption(("--pure",), "loss.pure",
                  "Optimise the paper objective exactly: no pairwise InfoNCE term, GRAM "
                  "anchored on --anchor only. Fresh heads train poorly with it; see the README.",
                  flag_value=True),
     ConfigOption(("--pair-weight",), "loss.pair_weight",
-                 "gram/pmrl: weight of the added pairwise InfoNCE term (0: off). "
-                 "[default: 1.0]", float),
+                 "gram/pmrl: weight of the added pairwise InfoNCE term (0: off).", float),
     ConfigOption(("--pair-set",), "loss.pair_set",
                  "gram/pmrl: pairs of that InfoNCE term: anchor (each modality with the "
-                 "anchor) or all pairs. [default: anchor]", choice_of(LossConfig, "pair_set")),
+                 "anchor) or all pairs."),
     ConfigOption(("--gram-anchors",), "loss.gram_anchors",
                  "gram: anchor (the paper: only --anchor anchors the volume loss) or all "
-                 "(average the loss over every modality as anchor). [default: all]",
-                 choice_of(LossConfig, "gram_anchors")),
+                 "(average the loss over every modality as anchor)."),
     ConfigOption(("--pairs",), "loss.pairs",
-                 "infonce: anchor (each modality with the anchor) or all pairs. "
-                 "[default: anchor]", choice_of(LossConfig, "pairs")),
+                 "infonce: anchor (each modality with the anchor) or all pairs."),
     ConfigOption(("--temperature",), "loss.temperature",
-                 "Initial temperature of the contrastive logits. [default: 0.07]", float),
+                 "Initial temperature of the contrastive logits.", float),
     ConfigOption(("--fixed-temperature",), "loss.learn_temperature",
                  "Keep the temperatures fixed instead of learning them.", flag_value=False),
     ConfigOption(("--label-smoothing",), "loss.label_smoothing",
-                 "Label smoothing of the cross-entropies. [default: 0]", float),
+                 "Label smoothing of the cross-entropies.", float),
     ConfigOption(("--tau-sv",), "loss.tau_sv",
-                 "pmrl: temperature of the singular-value softmax. [default: 0.5]", float),
+                 "pmrl: temperature of the singular-value softmax.", float),
     ConfigOption(("--reg-weight",), "loss.reg_weight",
-                 "pmrl: weight of the leading-singular-vector contrastive term. [default: 1]",
+                 "pmrl: weight of the leading-singular-vector contrastive term.",
                  float),
     # heads
     ConfigOption(("--head",), "head.kind",
-                 "Head architecture: linear, or mlp (Linear-GELU-Linear). [default: linear]",
-                 choice_of(HeadConfig, "kind")),
-    ConfigOption(("--out-dim",), "head.out_dim", "Shared output dimension. [default: 512]", int),
-    ConfigOption(("--hidden-dim",), "head.hidden_dim", "MLP hidden width. [default: 1024]", int),
-    ConfigOption(("--dropout",), "head.dropout", "MLP dropout. [default: 0]", float),
+                 "Head architecture: linear, or mlp (Linear-GELU-Linear)."),
+    ConfigOption(("--out-dim",), "head.out_dim", "Shared output dimension.", int),
+    ConfigOption(("--hidden-dim",), "head.hidden_dim", "MLP hidden width.", int),
+    ConfigOption(("--dropout",), "head.dropout", "MLP dropout.", float),
     ConfigOption(("--input-norm",), "head.input_norm",
                  "standardize: per-dimension mean/std of the training rows; l2: unit rows; "
-                 "none. [default: standardize]", choice_of(HeadConfig, "input_norm")),
+                 "none."),
     # optimisation
-    ConfigOption(("--epochs",), "optim.epochs", "Training epochs. [default: 20]", int),
-    ConfigOption(("--batch-size",), "optim.batch_size", "Clips per step. [default: 256]", int),
-    ConfigOption(("--lr",), "optim.lr", "Peak AdamW learning rate. [default: 1e-3]", float),
-    ConfigOption(("--weight-decay",), "optim.weight_decay", "AdamW weight decay. [default: 0.05]",
+    ConfigOption(("--epochs",), "optim.epochs", "Training epochs.", int),
+    ConfigOption(("--batch-size",), "optim.batch_size", "Clips per step.", int),
+    ConfigOption(("--lr",), "optim.lr", "Peak AdamW learning rate.", float),
+    ConfigOption(("--weight-decay",), "optim.weight_decay", "AdamW weight decay.",
                  float),
     ConfigOption(("--warmup",), "optim.warmup",
-                 "Share of steps with linear warmup before the cosine decay. [default: 0.05]",
+                 "Share of steps with linear warmup before the cosine decay.",
                  float),
     # data
-    ConfigOption(("--train-split",), "data.train_split", "Split to train on. [default: train]",
+    ConfigOption(("--train-split",), "data.train_split", "Split to train on.",
                  str),
-    ConfigOption(("--eval-split",), "data.eval_split", "Split to evaluate on. [default: test]",
+    ConfigOption(("--eval-split",), "data.eval_split", "Split to evaluate on.",
                  str),
     ConfigOption(("--holdout",), "data.holdout",
                  "Ignore the cache's splits and hold out this share of clips (by key hash) "
                  "for evaluation, e.g. 0.1.", float),
     ConfigOption(("--loading",), "data.loading",
                  "memory: load the features; stream: read batches from the HDF5 file; auto: "
-                 "memory when they fit in half the RAM. [default: auto]",
-                 choice_of(DataConfig, "loading")),
+                 "memory when they fit in half the RAM."),
     ConfigOption(("--eval-every",), "data.eval_every",
                  "Evaluate on (up to 1000 clips of) the val split every N epochs; 0: only at "
-                 "the end. [default: 0]", int),
+                 "the end.", int),
     # runtime
-    ConfigOption(("--seed",), "seed", "Random seed. [default: 0]", int),
-    ConfigOption(("--device",), "device", "auto (CUDA when available), cpu or cuda.",
-                 choice_of(TrainHeadConfig, "device")),
+    ConfigOption(("--seed",), "seed", "Random seed.", int),
+    ConfigOption(("--device",), "device", "auto (CUDA when available), cpu or cuda."),
     ConfigOption(("--precision",), "precision",
-                 "fp32, or bf16 autocast for the heads (losses stay fp32/fp64).",
-                 choice_of(TrainHeadConfig, "precision")),
+                 "fp32, or bf16 autocast for the heads (losses stay fp32/fp64)."),
     ConfigOption(("--threads",), "threads", "CPU threads for torch (0: default).", int),
 ]
 
@@ -102,7 +95,7 @@ TRAIN_OPTIONS = [
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder: heads.safetensors, config.json, metrics.json, train.log, "
                    "report.png.")
-@config_options(TRAIN_OPTIONS)
+@config_options(TrainHeadConfig, TRAIN_OPTIONS)
 @click.option("--modalities", help="Comma-separated modalities to align (default: all in "
                                    "the cache), e.g. text,video,audio.")
 @click.option("--pipeline", help="Preset name or YAML path; its train_head: section is the "
@@ -112,10 +105,11 @@ TRAIN_OPTIONS = [
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in the folder.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json's eval part as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (--progress never).")
+@progress_option
 @handle_errors
 def train_head(features, out_dir, modalities, pipeline, overrides, overwrite, print_config,
-               as_json, quiet, **kwargs):
+               as_json, quiet, progress_mode, **kwargs):
     """Train one projection head per modality on a feature cache (HDF5) with the GRAM,
     PMRL or pairwise InfoNCE objective, then evaluate any-to-any retrieval on the
     held-out split.
@@ -144,7 +138,8 @@ def train_head(features, out_dir, modalities, pipeline, overrides, overwrite, pr
         return
     from mmprep.heads.train import train_heads
 
-    metrics = train_heads(features, out_dir, cfg, progress=not quiet, overwrite=overwrite)
+    metrics = train_heads(features, out_dir, cfg, progress=show_progress(progress_mode, quiet),
+                          overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(metrics["eval"], indent=1))
     else:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from mmprep.cli.options import handle_errors
+from mmprep.cli.options import handle_errors, progress_option, show_progress
 
 
 @click.command("run")
@@ -33,9 +33,10 @@ from mmprep.cli.options import handle_errors
               help="Print the resolved chain (every section, defaults filled in) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or step notes.")
+@progress_option
 @handle_errors
 def run(pipeline, manifest, out_dir, overrides, until, redo, overwrite, workers, device,
-        print_config, as_json, quiet):
+        print_config, as_json, quiet, progress_mode):
     """Run the chain declared by PIPELINE (a preset name or a YAML file with run,
     extract, embed and train_head sections) on MANIFEST, or on the pipeline's own input
     (run.manifest, or run.sample_data synthetic clips): extract shards, embed them with
@@ -72,7 +73,8 @@ def run(pipeline, manifest, out_dir, overrides, until, redo, overwrite, workers,
         if not quiet:
             click.echo(f"[mmprep run] {msg}", err=True)
 
-    opts = ChainOptions(overwrite=overwrite, workers=workers, progress=not quiet, log=log)
+    opts = ChainOptions(overwrite=overwrite, workers=workers,
+                        progress=show_progress(progress_mode, quiet), log=log)
     summary = run_chain(chain, out_dir, opts, redo=redo.replace("-", "_") if redo else None)
     if as_json:
         click.echo(json.dumps(summary, indent=1))

@@ -21,7 +21,8 @@ _OPTIONS = [
                  help="Seconds one sample may take before it is abandoned as an error and "
                       "its worker replaced (0: no limit)."),
     click.option("--max-failure-rate", "run__max_failure_rate", type=click.FloatRange(0, 1),
-                 help="Exit with code 3 when more than this fraction of samples failed."),
+                 help="Exit with code 3 when more than this fraction of samples failed "
+                      "(default: no limit)."),
     click.option("--executor", "run__executor", type=click.Choice(["local", "ray", "slurm"]),
                  default="local", show_default=True,
                  help="local: process pool on this machine; ray: one Ray task per shard; "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mmprep.cli.options import handle_errors
+from mmprep.cli.options import handle_errors, progress_option, show_progress
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -21,20 +21,22 @@ def _size(text: str) -> tuple[int, int]:
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("-n", "--n", "count", default=16, show_default=True, type=click.IntRange(1),
               help="Number of clips.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
 @click.option("--seconds", default=2.0, show_default=True, type=click.FloatRange(0.5, 600),
               help="Clip length.")
-@click.option("--fps", default=12, show_default=True, type=click.IntRange(1, 120))
+@click.option("--fps", default=12, show_default=True, type=click.IntRange(1, 120),
+              help="Frame rate.")
 @click.option("--size", default="160x120", show_default=True, help="WIDTHxHEIGHT.")
 @click.option("--captions", "captions_per_clip", default=2, show_default=True,
               type=click.IntRange(1, 4), help="Captions per clip.")
 @click.option("--test-fraction", default=0.25, show_default=True,
               type=click.FloatRange(0, 1), help="Share of clips in split 'test'.")
 @click.option("--format", "manifest_format", default="jsonl", show_default=True,
-              type=click.Choice(["jsonl", "csv", "tsv"]))
+              type=click.Choice(["jsonl", "csv", "tsv"]), help="Manifest format.")
+@progress_option
 @handle_errors
 def sample_data(out_dir, count, seed, seconds, fps, size, captions_per_clip, test_fraction,
-                manifest_format):
+                manifest_format, progress_mode):
     """Write N synthetic H.264/AAC clips and a manifest to OUT_DIR.
 
     Each clip's picture (shape, colour, motion, speed), sound (timbre, pitch, contour,
@@ -50,6 +52,6 @@ def sample_data(out_dir, count, seed, seconds, fps, size, captions_per_clip, tes
     path = write_sample_data(
         out_dir, count, seed=seed, seconds=seconds, fps=fps, size=_size(size),
         captions_per_clip=captions_per_clip, test_fraction=test_fraction,
-        manifest_format=manifest_format, progress=count >= 32,
+        manifest_format=manifest_format, progress=show_progress(progress_mode),
     )
     click.echo(str(path))

@@ -5,25 +5,25 @@ from __future__ import annotations
 import click
 
 from mmprep.cli.options import ConfigOption, collect_config_values, config_options, handle_errors
+from mmprep.testing.features import FeatureGenConfig
 
 GEN_OPTIONS = [
-    ConfigOption(("-n", "--n"), "n", "Number of clips. [default: 12000]", int),
-    ConfigOption(("--test",), "test", "Clips in split 'test'. [default: 1000]", int),
-    ConfigOption(("--val",), "val", "Clips in split 'val'; the rest are 'train'. "
-                                    "[default: 1000]", int),
-    ConfigOption(("--captions",), "captions", "Captions (text rows) per clip. [default: 5]", int),
+    ConfigOption(("-n", "--n"), "n", "Number of clips.", int),
+    ConfigOption(("--test",), "test", "Clips in split 'test'.", int),
+    ConfigOption(("--val",), "val", "Clips in split 'val'; the rest are 'train'.", int),
+    ConfigOption(("--captions",), "captions", "Captions (text rows) per clip.", int),
     ConfigOption(("--min-captions",), "min_captions",
                  "Draw each clip's caption count uniformly in [min, --captions].", int),
-    ConfigOption(("--latent-dim",), "latent_dim", "Shared latent dimension. [default: 32]", int),
+    ConfigOption(("--latent-dim",), "latent_dim", "Shared latent dimension.", int),
     ConfigOption(("--missing-audio",), "missing_audio",
-                 "Share of clips without audio (audio_mask false). [default: 0]", float),
-    ConfigOption(("--seed",), "seed", "Random seed. [default: 0]", int),
+                 "Share of clips without audio (audio_mask false).", float),
+    ConfigOption(("--seed",), "seed", "Random seed.", int),
 ]
 
 
 @click.command("sample-features")
 @click.argument("out_file", type=click.Path(dir_okay=False))
-@config_options(GEN_OPTIONS)
+@config_options(FeatureGenConfig, GEN_OPTIONS)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Set any generator field (mappings are replaced whole), e.g. "
                    "--set 'noise={video: 0.5, audio: 2.0, text: 0.5}'.")

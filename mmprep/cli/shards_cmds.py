@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from mmprep.cli.options import EXIT_FAILED, handle_errors
+from mmprep.cli.options import EXIT_FAILED, handle_errors, progress_option, show_progress
 from mmprep.cli.run_options import build_run_options, report, run_options
 
 
@@ -51,9 +51,10 @@ def inspect(path, deep, write_errors, as_json):
 @click.argument("out_dir")
 @run_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (--progress never).")
+@progress_option
 @handle_errors
-def retry_failed(out_dir, as_json, quiet, **kwargs):
+def retry_failed(out_dir, as_json, quiet, progress_mode, **kwargs):
     """Reprocess only the failed samples of OUT_DIR into new shards.
 
     Uses the config recorded in OUT_DIR/extract.json. Samples that now succeed leave
@@ -66,7 +67,7 @@ def retry_failed(out_dir, as_json, quiet, **kwargs):
     """
     from mmprep.retry import retry_failed as run_retry
 
-    opts = build_run_options(kwargs, progress=not quiet)
+    opts = build_run_options(kwargs, progress=show_progress(progress_mode, quiet))
     summary, retried = run_retry(out_dir, opts)
     if not as_json:
         click.echo(f"retried {retried} failed sample(s)", err=True)

@@ -12,7 +12,14 @@ from typing import Any
 from mmprep import __version__
 from mmprep.errors import MmprepError
 from mmprep.extract import ExtractConfig, Outcome
-from mmprep.shards import ShardWriter, clear_shard, shard_stem, stats_name, write_json
+from mmprep.shards import (
+    SAMPLE_FORMAT_VERSION,
+    ShardWriter,
+    clear_shard,
+    shard_stem,
+    stats_name,
+    write_json,
+)
 from mmprep.sources import Sample
 from mmprep.storage import Store
 
@@ -76,6 +83,7 @@ class ShardJob:
         self.timings["write"] = self.timings.get("write", 0.0) + time.perf_counter() - t0
         samples = self.samples
         stats = {
+            "format_version": SAMPLE_FORMAT_VERSION,
             "name": self.cfg.shards.name,
             "index": self.index,
             "shard": shard_stem(self.cfg.shards.name, self.index),

@@ -15,7 +15,7 @@ from typing import Any
 
 from mmprep.executors.job import ShardJob
 from mmprep.executors.pool import SamplePool, default_workers
-from mmprep.extract import ExtractConfig, run_sample
+from mmprep.extract import ExtractConfig, preflight, run_sample
 from mmprep.sources import Sample
 from mmprep.storage import Store
 
@@ -88,6 +88,7 @@ def run_local(
 
 
 def _run_inline(todo, cfg, store, fail_fast, on_sample, extra_stats) -> list[dict[str, Any]]:
+    preflight(cfg)
     finished = []
     for index, chunk in todo:
         job = ShardJob(index, chunk, cfg, store, fail_fast=fail_fast, extra_stats=extra_stats)

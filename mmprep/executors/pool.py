@@ -23,12 +23,17 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from mmprep.config import from_dict, to_dict
-from mmprep.errors import MmprepError
-from mmprep.extract import STAGES, ExtractConfig, Outcome, failure_record, run_sample
+from mmprep.environment import DOCTOR_HINT
+from mmprep.errors import EnvironmentProblem
+from mmprep.extract import STAGES, ExtractConfig, Outcome, failure_record, preflight, run_sample
 from mmprep.sources import Sample
 
-_PRELOAD = ["mmprep.executors.pool", "mmprep.extract", "av", "numpy", "torch",
-            "torchaudio.compliance.kaldi", "tokenizers", "PIL.Image"]
+# The fork server imports this one module, which imports the heavy libraries and never
+# raises: a library that fails to load (e.g. a torchaudio built for another torch) must
+# not kill the fork server with a traceback; each worker then checks its imports itself
+# (``preflight``) and reports the cause to the parent as one message.
+_PRELOAD = ["mmprep.executors.preload"]
+_INIT_ERROR = "__init_error__"  # task id of a worker's start-up failure message
 _STAGE_NAMES = ("start", *STAGES)
 QUEUE_DEPTH = 2  # samples sent ahead to each worker
 
@@ -89,6 +94,12 @@ def _worker_main(conn, stage, cfg_data: dict[str, Any], torch_threads: int,
     except ImportError:  # pragma: no cover
         pass
     cfg = from_dict(ExtractConfig, cfg_data)
+    try:
+        preflight(cfg, what="extract worker processes")
+    except EnvironmentProblem as exc:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            conn.send((_INIT_ERROR, str(exc)))
+        return
     codes = {name: i for i, name in enumerate(_STAGE_NAMES)}
 
     def on_stage(name: str) -> None:
@@ -191,8 +202,10 @@ class SamplePool:
             self.start_failures += 1
             if self.start_failures >= 3:
                 self.terminate()
-                raise MmprepError(f"worker processes die before processing anything ({message}); "
-                                  "run with --workers 0 to see the error in this process")
+                raise EnvironmentProblem(
+                    "worker processes die before processing anything ("
+                    + message.format(stage="start-up") + "); run with --workers 0 to see "
+                    f"the error in this process; {DOCTOR_HINT}")
         else:
             self.start_failures = 0
         self.orphans.extend(worker.queue)
@@ -237,6 +250,9 @@ class SamplePool:
         try:
             while w.queue and w.conn.poll():
                 task_id, outcome = w.conn.recv()
+                if task_id == _INIT_ERROR:
+                    self.terminate()
+                    raise EnvironmentProblem(outcome)
                 head_id, _ = w.queue.popleft()
                 assert head_id == task_id, "worker answered out of order"
                 out.append((task_id, outcome))

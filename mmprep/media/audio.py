@@ -256,6 +256,14 @@ def audio_features(
         "waveform_scale": cfg.waveform_scale,
         "mean": cfg.mean,
         "std": cfg.std,
+        # the same keys, with the same types, whether or not the clip has audio
+        "duration": 0.0,
+        "frames": 0,
+        "source_sample_rate": 0,
+        "source_channels": 0,
+        "codec": "",
+        "bad_packets": 0,
+        "missing_reason": "",
     }
     if wave is None or wave.samples.shape[0] == 0:
         reason = "no audio stream" if wave is None else "audio stream has no samples"
@@ -263,7 +271,7 @@ def audio_features(
             raise SampleError("audio", f"{reason} (audio.missing=error)")
         meta["missing_reason"] = reason
         if cfg.missing == "omit":
-            return AudioFeatures(None, False, [], meta)
+            return AudioFeatures(None, False, [0] * cfg.slices, meta)
         if cfg.target_frames is not None:
             frames = cfg.target_frames
         else:
@@ -279,8 +287,7 @@ def audio_features(
         frames=int(feats.shape[0]),
         source_sample_rate=wave.source_rate,
         source_channels=wave.source_channels,
-        codec=wave.codec,
+        codec=wave.codec or "",
+        bad_packets=int(wave.stats.get("bad_packets", 0)),
     )
-    if wave.stats.get("bad_packets"):
-        meta["bad_packets"] = wave.stats["bad_packets"]
     return AudioFeatures(mel.astype(cfg.dtype, copy=False), True, valid, meta)

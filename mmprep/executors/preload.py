@@ -1,0 +1,13 @@
+"""Imported once by the worker pool's fork server, so forked workers start warm.
+
+Every import is guarded: a library that fails to load must not take the fork server
+down (the workers report the failure themselves, see ``SamplePool``).
+"""
+
+import contextlib
+import importlib
+
+for _name in ("numpy", "av", "PIL.Image", "tokenizers", "torch", "torchaudio.compliance.kaldi",
+              "mmprep.extract", "mmprep.executors.pool"):
+    with contextlib.suppress(Exception):
+        importlib.import_module(_name)
