@@ -382,7 +382,7 @@ def _torch_fix() -> str:
     return TORCH_FIX
 
 
-def _step_failure(name: str, step: StepResult | None, probe: Probe, what: str) -> str | None:
+def _step_failure(step: StepResult | None, probe: Probe, what: str) -> str | None:
     """Why a probe step did not succeed, as a sentence; None when it succeeded."""
     if step is not None and step.status == "ok":
         return None
@@ -404,10 +404,10 @@ def _torch_family(ctx: Context, name: str) -> Check:
     torch_installed = dist_version("torch")
     step = probe.steps.get(name)
     data = {"pinned": pin, "installed": installed, "loaded": None}
-    why = _step_failure(name, step, probe, f"importing {name}")
+    why = _step_failure(step, probe, f"importing {name}")
     if why is None and name == "torchaudio":
         data["loaded"] = step.info.get("version")
-        why = _step_failure("kaldi", probe.steps.get("kaldi"), probe,
+        why = _step_failure(probe.steps.get("kaldi"), probe,
                             "torchaudio.compliance.kaldi.fbank")
     if why is not None:
         error = step.error if step is not None else ""
@@ -526,7 +526,7 @@ def check_packages(ctx: Context) -> Check:
     versions, problems, broken, needs_torch = {}, [], [], False
     for module, dist in REQUIRED_PACKAGES:
         step = probe.steps.get("pkg:" + module)
-        why = _step_failure(module, step, probe, "importing it")
+        why = _step_failure(step, probe, "importing it")
         if why is None:
             versions[module] = step.info.get("version")
             continue
@@ -587,7 +587,7 @@ def check_gpu(ctx: Context) -> Check:
                  "mmprep decodes video on the CPU")
     else:
         video = "FFmpeg has no NVDEC; mmprep decodes video on the CPU"
-    why = _step_failure("cuda", step, probe, "torch.cuda")
+    why = _step_failure(step, probe, "torch.cuda")
     if why is not None:
         return Check("gpu", "warn", f"{why}; embed and train-head run on CPU; {video}",
                      required=False, data=data)
