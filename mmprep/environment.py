@@ -35,6 +35,14 @@ def base_version(version: str | None) -> str | None:
     return version.split("+", 1)[0] if version else version
 
 
+def pin_fix() -> str:
+    """The torch triple's install command; with --force-reinstall when the pinned versions
+    are already installed (a broken or mismatched build of the same versions)."""
+    if all(base_version(installed_version(n)) == v for n, v in TORCH_PINS.items()):
+        return PIN_FIX + " --force-reinstall"
+    return PIN_FIX
+
+
 def explain_import_error(module: str, exc: BaseException) -> str:
     """One sentence naming what failed to load and why, with the fix when it is known."""
     top = module.split(".", 1)[0]
@@ -45,9 +53,9 @@ def explain_import_error(module: str, exc: BaseException) -> str:
         have = base_version(installed_version(top)) or "?"
         torch = base_version(installed_version("torch")) or "?"
         message += (f": {top} {have} was built for another torch than the installed torch "
-                    f"{torch} (an ABI mismatch); fix: {PIN_FIX}")
+                    f"{torch} (an ABI mismatch); fix: {pin_fix()}")
     elif isinstance(exc, ModuleNotFoundError) and top in TORCH_PINS:
-        message += f"; fix: {PIN_FIX}"
+        message += f"; fix: {pin_fix()}"
     elif isinstance(exc, ModuleNotFoundError):
         message += f"; fix: pip install {exc.name or top}"
     return message

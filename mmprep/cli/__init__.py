@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "run": "mmprep.cli.run:run",
     "pipelines": "mmprep.cli.pipelines:pipelines",
     "bench": "mmprep.cli.bench:bench",
+    "doctor": "mmprep.cli.doctor:doctor",
     "completion": "mmprep.cli.completion:completion",
 }
 

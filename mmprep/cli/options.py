@@ -16,6 +16,7 @@ from mmprep.errors import ConfigError, EnvironmentProblem, MmprepError, UsageErr
 EXIT_OK = 0
 EXIT_FAILED = 1  # the command could not do its job (I/O error, a sample failed with --fail-fast)
 EXIT_USAGE = 2  # bad option, bad config, bad input file format
+# 3 (EXIT_TOO_MANY_FAILURES, mmprep.cli.run_options): more failures than --max-failure-rate
 EXIT_ENVIRONMENT = 4  # the environment cannot run the job: a broken install; run mmprep doctor
 
 
