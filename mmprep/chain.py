@@ -30,7 +30,7 @@ from typing import Any, Literal
 from mmprep.config import config_hash, to_dict
 from mmprep.embed.config import EmbedConfig
 from mmprep.errors import ConfigError, MmprepError
-from mmprep.extract import ExtractConfig
+from mmprep.extract.sample import ExtractConfig
 from mmprep.heads.config import TrainHeadConfig
 
 STEPS = ("extract", "embed", "train_head")
@@ -142,14 +142,14 @@ def embed_content_hash(cfg: EmbedConfig) -> str:
 def _input_samples(chain: Chain, out: Path, state: dict, opts: ChainOptions
                    ) -> tuple[list, str]:
     """The chain's samples (generating the sample data first when asked) and a key."""
-    from mmprep.runner import manifest_fingerprint
-    from mmprep.sources import read_manifest
+    from mmprep.extract.run import manifest_fingerprint
+    from mmprep.manifest import read_manifest
 
     run = chain.run
     if run.manifest:
         samples = read_manifest(run.manifest)
     elif run.sample_data:
-        from mmprep.testing.clips import write_sample_data
+        from mmprep.synthetic.clips import write_sample_data
 
         key = config_hash({"n": run.sample_data, "seed": run.sample_seed,
                            "seconds": run.sample_seconds})
@@ -174,8 +174,8 @@ def _input_samples(chain: Chain, out: Path, state: dict, opts: ChainOptions
 
 def _step_extract(chain: Chain, out: Path, state: dict, opts: ChainOptions,
                   redo: bool) -> dict:
-    from mmprep.executors.local import PoolOptions
-    from mmprep.runner import RunOptions, extract
+    from mmprep.extract.executors.local import PoolOptions
+    from mmprep.extract.run import RunOptions, extract
 
     samples, fingerprint = _input_samples(chain, out, state, opts)
     key = config_hash({"manifest": fingerprint, "config": chain.extract.content_hash(),

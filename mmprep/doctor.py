@@ -70,7 +70,7 @@ DECODERS: dict[str, tuple[tuple[str, ...], str]] = {
     "mp3": (("mp3float", "mp3"), "MP3 audio"),
 }
 REQUIRED_DECODERS = ("h264", "aac")
-# Encoders sample-data and the test suite's generated clips use (mmprep.testing.media).
+# Encoders sample-data and the test suite's generated clips use (mmprep.synthetic.media).
 ENCODERS: dict[str, str] = {"h264": "libx264", "aac": "aac"}
 NVDEC_DECODERS = ("h264_cuvid", "hevc_cuvid")
 

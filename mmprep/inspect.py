@@ -179,7 +179,7 @@ def _inspect_tar_paths(paths: list[str], report: _Report, deep: bool) -> None:
 
 
 def _inspect_folder(store: Store, report: _Report, deep: bool) -> dict[str, Any]:
-    from mmprep.runner import ERRORS_FILE, RUN_FILE, current_failures
+    from mmprep.extract.run import ERRORS_FILE, RUN_FILE, current_failures
 
     run = json.loads(store.read_bytes(RUN_FILE)) if store.exists(RUN_FILE) else None
     all_stats = read_stats(store)

@@ -31,14 +31,14 @@ def media_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def indexed_clip(media_dir):
     """10 s, 24 fps, 128x96 H.264 + AAC; frame i shows code i; keyframe every 24 frames."""
-    from mmprep.testing.media import make_indexed_clip
+    from mmprep.synthetic.media import make_indexed_clip
 
     return make_indexed_clip(media_dir / "indexed.mp4", 240, fps=24, gop=24)
 
 
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory):
-    from mmprep.testing.clips import write_sample_data
+    from mmprep.synthetic.clips import write_sample_data
 
     out = tmp_path_factory.mktemp("sample_data")
     return write_sample_data(out, 6, seed=1, seconds=1.0, fps=8)

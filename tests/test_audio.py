@@ -10,7 +10,7 @@ from torchaudio.compliance import kaldi
 
 from mmprep.errors import SampleError
 from mmprep.media.audio import AudioConfig, audio_features, decode_audio, fix_length, log_mel
-from mmprep.testing.media import encode_clip, tone
+from mmprep.synthetic.media import encode_clip, tone
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,12 @@ import pytest
 import webdataset as wds
 
 from mmprep.config import from_dict
-from mmprep.executors.local import PoolOptions
-from mmprep.extract import ExtractConfig
+from mmprep.extract import ExtractConfig, RunOptions, extract
+from mmprep.extract.executors.local import PoolOptions
 from mmprep.inspect import inspect_path
-from mmprep.runner import RunOptions, extract
+from mmprep.manifest import read_manifest
 from mmprep.shards import shard_files
-from mmprep.sources import read_manifest
-from mmprep.testing.media import encode_clip, make_indexed_clip, tone
+from mmprep.synthetic.media import encode_clip, make_indexed_clip, tone
 
 
 def corrupt_middle(src, dst, seed=0):
@@ -153,7 +152,7 @@ def test_4k_video_stays_within_bounded_memory(tmp_path):
         "import re, sys\n"
         "from mmprep.config import from_dict\n"
         "from mmprep.extract import ExtractConfig, run_sample\n"
-        "from mmprep.sources import Sample\n"
+        "from mmprep.manifest import Sample\n"
         "cfg = from_dict(ExtractConfig, {'video': {'sampling': 'fps', 'fps': 12}})\n"
         "o = run_sample(Sample(index=0, key='k', source=sys.argv[1], captions=['x']), cfg)\n"
         "assert o.ok and sum(n.endswith('.jpg') for n, _ in o.members) == 12, o.error\n"

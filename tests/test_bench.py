@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from mmprep.bench.decode import bench_decode, decode_all_pick
 from mmprep.cli import cli
-from mmprep.testing.media import make_indexed_clip, read_code
+from mmprep.synthetic.media import make_indexed_clip, read_code
 
 
 def test_bench_decode_methods_agree(media_dir):

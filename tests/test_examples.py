@@ -86,7 +86,7 @@ def test_msrvtt_example(sample_data, tmp_path):
 
 
 def test_audiocaps_example(tmp_path):
-    from mmprep.testing.media import encode_clip, tone
+    from mmprep.synthetic.media import encode_clip, tone
 
     data = tmp_path / "audiocaps"
     lines = ["audiocap_id,youtube_id,start_time,caption"]

@@ -19,11 +19,10 @@ from click.testing import CliRunner
 from mmprep.cli import cli
 from mmprep.config import from_dict
 from mmprep.errors import MmprepError
-from mmprep.extract import ExtractConfig
-from mmprep.runner import RunOptions, extract
+from mmprep.extract import ExtractConfig, RunOptions, extract
+from mmprep.manifest import read_manifest
 from mmprep.shards import shard_files
-from mmprep.sources import read_manifest
-from mmprep.testing.media import encode_clip, make_indexed_clip, read_code
+from mmprep.synthetic.media import encode_clip, make_indexed_clip, read_code
 
 QUIET = RunOptions(progress=False)
 

@@ -15,7 +15,7 @@ from mmprep.heads.data import FeatureSource
 from mmprep.heads.evaluate import evaluate_run, project_run
 from mmprep.heads.metrics import pair_metrics
 from mmprep.heads.train import train_heads
-from mmprep.testing.features import FeatureGenConfig, generate_features, write_sample_features
+from mmprep.synthetic.features import FeatureGenConfig, generate_features, write_sample_features
 
 SMALL_DIMS = {"video": 48, "audio": 64, "text": 32}
 
@@ -286,7 +286,7 @@ def test_loss_composition_pure_and_additions():
 
 
 def test_latent_ceiling_orders_modalities_by_their_noise():
-    from mmprep.testing.features import latent_ceiling
+    from mmprep.synthetic.features import latent_ceiling
 
     c = latent_ceiling(FeatureGenConfig(), clips=300)
     assert c["text->video"] > c["video->audio"] > 0.2

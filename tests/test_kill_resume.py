@@ -19,7 +19,7 @@ from mmprep.shards import shard_files
 
 @pytest.fixture(scope="module")
 def twelve_clips(tmp_path_factory):
-    from mmprep.testing.clips import write_sample_data
+    from mmprep.synthetic.clips import write_sample_data
 
     return write_sample_data(tmp_path_factory.mktemp("kill_clips"), 12, seed=3, seconds=1.0,
                              fps=8)

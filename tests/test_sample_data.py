@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from mmprep.cli import cli
 from mmprep.media.audio import decode_audio
 from mmprep.media.video import VideoConfig, sample_frames
-from mmprep.testing.clips import _WORDS as WORDS
-from mmprep.testing.clips import COLOURS, PITCH, write_sample_data
+from mmprep.synthetic.clips import _WORDS as WORDS
+from mmprep.synthetic.clips import COLOURS, PITCH, write_sample_data
 
 
 def test_same_seed_same_files(tmp_path):

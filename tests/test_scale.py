@@ -18,14 +18,12 @@ from click.testing import CliRunner
 from mmprep.cli import cli
 from mmprep.config import from_dict
 from mmprep.errors import MmprepError
-from mmprep.executors.local import PoolOptions
-from mmprep.executors.pool import SamplePool
-from mmprep.executors.slurm import SlurmOptions, task_slot
-from mmprep.extract import ExtractConfig
+from mmprep.extract import ExtractConfig, RunOptions, extract, retry_failed
+from mmprep.extract.executors.local import PoolOptions
+from mmprep.extract.executors.pool import SamplePool
+from mmprep.extract.executors.slurm import SlurmOptions, task_slot
 from mmprep.inspect import inspect_path
-from mmprep.retry import retry_failed
-from mmprep.runner import RunOptions, extract
-from mmprep.sources import Sample, read_manifest
+from mmprep.manifest import Sample, read_manifest
 
 
 def cfg_small(per_shard=2) -> ExtractConfig:

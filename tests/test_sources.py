@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from mmprep.errors import MmprepError, UsageError
-from mmprep.sources import Columns, read_manifest, sanitize_key
+from mmprep.manifest import Columns, read_manifest, sanitize_key
 
 
 def write(path, text: str):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mmprep.errors import ConfigError, SampleError
-from mmprep.text import TextConfig, clean_caption, clean_captions, get_tokenizer, tokenize
+from mmprep.media.text import TextConfig, clean_caption, clean_captions, get_tokenizer, tokenize
 
 CAPTIONS = [
     "a man is walking his dog in the park",

@@ -12,7 +12,7 @@ import pytest
 from mmprep.errors import SampleError
 from mmprep.media.frames import plan_geometry
 from mmprep.media.video import VideoConfig, sample_frames, target_times
-from mmprep.testing.media import code_frame, encode_clip, make_indexed_clip, read_code, tone
+from mmprep.synthetic.media import code_frame, encode_clip, make_indexed_clip, read_code, tone
 
 FPS = 24
 

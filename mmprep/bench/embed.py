@@ -21,10 +21,10 @@ def bench_shards(n: int, seconds: float, pipeline: str, cache_dir: Path | None =
     """Shards of ``n`` generated clips extracted with ``pipeline`` (cached between runs)."""
     from mmprep.bench.decode import default_cache_dir
     from mmprep.bench.extract import sample_clips
-    from mmprep.extract import ExtractConfig
+    from mmprep.extract.run import RunOptions, extract
+    from mmprep.extract.sample import ExtractConfig
+    from mmprep.manifest import read_manifest
     from mmprep.presets import build_config
-    from mmprep.runner import RunOptions, extract
-    from mmprep.sources import read_manifest
 
     cache = cache_dir or default_cache_dir()
     manifest = sample_clips(n, seconds, cache)

@@ -37,7 +37,7 @@ def one_core():
 
 def sample_clips(n: int, seconds: float, cache_dir: Path | None = None) -> Path:
     """Manifest of ``n`` generated 320x240 clips (cached between runs)."""
-    from mmprep.testing.clips import write_sample_data
+    from mmprep.synthetic.clips import write_sample_data
 
     folder = (cache_dir or default_cache_dir()) / f"clips_n{n}_s{seconds:g}"
     manifest = folder / "manifest.jsonl"
@@ -78,10 +78,10 @@ def bench_extract(
 ) -> dict[str, Any]:
     import torch
 
-    from mmprep.extract import ExtractConfig
+    from mmprep.extract.run import RunOptions, extract
+    from mmprep.extract.sample import ExtractConfig
+    from mmprep.manifest import read_manifest
     from mmprep.presets import build_config
-    from mmprep.runner import RunOptions, extract
-    from mmprep.sources import read_manifest
 
     manifest = sample_clips(n, seconds, cache_dir)
     samples = read_manifest(manifest)

@@ -46,7 +46,7 @@ def bench_heads(sizes, ks, dim, naive_rows, repeats, epoch_samples, only, thread
     """
     import torch
 
-    from mmprep.heads.bench import bench_epoch, bench_gram, bench_pmrl
+    from mmprep.bench.heads import bench_epoch, bench_gram, bench_pmrl
 
     if threads:
         torch.set_num_threads(threads)

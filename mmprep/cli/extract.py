@@ -14,7 +14,7 @@ from mmprep.cli.options import (
     show_progress,
 )
 from mmprep.cli.run_options import build_run_options, report, run_options
-from mmprep.extract import ExtractConfig
+from mmprep.extract.sample import ExtractConfig
 
 EXTRACT_OPTIONS = [
     # video
@@ -115,10 +115,10 @@ def extract(manifest, out_dir, pipeline, manifest_format, root, video_column, ca
           mmprep extract - -o shards/ --allow-no-caption
     """
     from mmprep.config import dump_yaml
-    from mmprep.extract import ExtractConfig
+    from mmprep.extract.run import extract as run_extract
+    from mmprep.extract.sample import ExtractConfig
+    from mmprep.manifest import Columns, read_manifest
     from mmprep.presets import build_config
-    from mmprep.runner import extract as run_extract
-    from mmprep.sources import Columns, read_manifest
 
     values = collect_config_values(kwargs)
     if max_shard_bytes is not None:

@@ -37,7 +37,7 @@ def show_cmd(name, resolved):
         click.echo(path.read_text(encoding="utf-8"), nl=False)
         return
     from mmprep.config import dump_yaml
-    from mmprep.extract import ExtractConfig
+    from mmprep.extract.sample import ExtractConfig
     from mmprep.presets import build_config
 
     click.echo(dump_yaml(build_config(ExtractConfig, "extract", pipeline=name)), nl=False)

@@ -47,7 +47,7 @@ def sample_data(out_dir, count, seed, seconds, fps, size, captions_per_clip, tes
     Example:
       mmprep sample-data demo/raw --n 64 && mmprep extract demo/raw/manifest.jsonl -o demo/shards
     """
-    from mmprep.testing.clips import write_sample_data
+    from mmprep.synthetic.clips import write_sample_data
 
     path = write_sample_data(
         out_dir, count, seed=seed, seconds=seconds, fps=fps, size=_size(size),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mmprep.cli.options import ConfigOption, collect_config_values, config_options, handle_errors
-from mmprep.testing.features import FeatureGenConfig
+from mmprep.synthetic.features import FeatureGenConfig
 
 GEN_OPTIONS = [
     ConfigOption(("-n", "--n"), "n", "Number of clips.", int),
@@ -44,7 +44,7 @@ def sample_features(out_file, overrides, print_config, **kwargs):
     """
     from mmprep.config import dump_yaml
     from mmprep.presets import build_config
-    from mmprep.testing.features import FeatureGenConfig, write_sample_features
+    from mmprep.synthetic.features import FeatureGenConfig, write_sample_features
 
     cfg = build_config(FeatureGenConfig, "sample_features",
                        values=collect_config_values(kwargs), overrides=overrides)

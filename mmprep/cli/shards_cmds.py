@@ -35,7 +35,7 @@ def inspect(path, deep, write_errors, as_json):
     from mmprep.inspect import format_report, inspect_path
 
     if write_errors:
-        from mmprep.runner import write_errors as rebuild
+        from mmprep.extract.run import write_errors as rebuild
 
         rebuild(path)
     info = inspect_path(path, deep=deep)
@@ -65,7 +65,7 @@ def retry_failed(out_dir, as_json, quiet, progress_mode, **kwargs):
     Example:
       mmprep retry-failed shards/ --sample-timeout 900
     """
-    from mmprep.retry import retry_failed as run_retry
+    from mmprep.extract.retry import retry_failed as run_retry
 
     opts = build_run_options(kwargs, progress=show_progress(progress_mode, quiet))
     summary, retried = run_retry(out_dir, opts)

@@ -193,7 +193,7 @@ def decode_mel(members: dict[str, bytes], meta: dict[str, Any], plan: InputPlan)
 
 def decode_tokens(members: dict[str, bytes], meta: dict[str, Any], plan: InputPlan):
     """(ids int32 (captions, L), mask uint8 (captions, L), captions)."""
-    from mmprep.text import get_tokenizer
+    from mmprep.media.text import get_tokenizer
 
     captions = meta.get("captions")
     if not isinstance(captions, list):

@@ -6,7 +6,7 @@ An ``Encoder`` wraps a torch module in eval mode with its input declaration:
 - ``MelInput``: log-mel features, either as an image for a vision CNN (``mode="image"``,
   the documented stand-in for an audio encoder) or with the exact settings an audio
   model was trained on (``mode="spectrogram"``: bins, frames, rate, normalisation);
-- ``TokenInput``: token ids of a tokenizer (an ``mmprep.text`` spec), with a mask.
+- ``TokenInput``: token ids of a tokenizer (an ``mmprep.media.text`` spec), with a mask.
 
 ``plan(meta, strict)`` checks a declaration against a shard's ``KEY.json`` metadata and
 returns an ``InputPlan``: what the data loader must do (resize frames, pad mel frames,
@@ -183,7 +183,7 @@ class MelInput:
 
 def canonical_tokenizer(spec: str | None) -> str | None:
     """One name per tokenizer: aliases folded, paths made absolute."""
-    from mmprep.text import TOKENIZERS, _bert
+    from mmprep.media.text import TOKENIZERS, _bert
 
     if spec is None:
         return None
@@ -200,7 +200,7 @@ def canonical_tokenizer(spec: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class TokenInput:
-    tokenizer: str  # an mmprep.text tokenizer spec
+    tokenizer: str  # an mmprep.media.text tokenizer spec
     max_length: int  # the model's maximum sequence length
     pad_to_max: bool = False  # the model needs exactly max_length tokens (open_clip)
     kind: str = "tokens"

@@ -18,12 +18,12 @@ from typing import Any, Literal
 from mmprep import __version__
 from mmprep.config import to_dict
 from mmprep.errors import MmprepError
-from mmprep.executors.local import PoolOptions, run_local
-from mmprep.executors.ray import RayOptions
-from mmprep.executors.slurm import SlurmOptions, select_shards
-from mmprep.extract import ExtractConfig
+from mmprep.extract.executors.local import PoolOptions, run_local
+from mmprep.extract.executors.ray import RayOptions
+from mmprep.extract.executors.slurm import SlurmOptions, select_shards
+from mmprep.extract.sample import ExtractConfig
+from mmprep.manifest import Sample
 from mmprep.shards import as_store, read_stats, stats_name, write_json
-from mmprep.sources import Sample
 from mmprep.storage import Store
 
 RUN_FILE = "extract.json"
@@ -203,7 +203,7 @@ def run_shards(
     progress = _Progress(sum(len(c) for _, c in todo), opts.progress, desc)
     try:
         if opts.executor == "ray":
-            from mmprep.executors.ray import run_ray
+            from mmprep.extract.executors.ray import run_ray
 
             run_ray(todo, cfg, store.url, ray_opts=opts.ray, pool=opts.pool,
                     fail_fast=opts.fail_fast, on_shard=progress.shard, extra_stats=extra_stats)

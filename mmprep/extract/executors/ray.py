@@ -14,9 +14,9 @@ from typing import Any
 
 from mmprep.config import from_dict, to_dict
 from mmprep.errors import MmprepError
-from mmprep.executors.local import PoolOptions, run_local
-from mmprep.extract import ExtractConfig
-from mmprep.sources import Sample
+from mmprep.extract.executors.local import PoolOptions, run_local
+from mmprep.extract.sample import ExtractConfig
+from mmprep.manifest import Sample
 
 
 @dataclass

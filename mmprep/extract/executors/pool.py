@@ -25,14 +25,21 @@ from typing import Any
 from mmprep.config import from_dict, to_dict
 from mmprep.environment import DOCTOR_HINT
 from mmprep.errors import EnvironmentProblem
-from mmprep.extract import STAGES, ExtractConfig, Outcome, failure_record, preflight, run_sample
-from mmprep.sources import Sample
+from mmprep.extract.sample import (
+    STAGES,
+    ExtractConfig,
+    Outcome,
+    failure_record,
+    preflight,
+    run_sample,
+)
+from mmprep.manifest import Sample
 
 # The fork server imports this one module, which imports the heavy libraries and never
 # raises: a library that fails to load (e.g. a torchaudio built for another torch) must
 # not kill the fork server with a traceback; each worker then checks its imports itself
 # (``preflight``) and reports the cause to the parent as one message.
-_PRELOAD = ["mmprep.executors.preload"]
+_PRELOAD = ["mmprep.extract.executors.preload"]
 _INIT_ERROR = "__init_error__"  # task id of a worker's start-up failure message
 _STAGE_NAMES = ("start", *STAGES)
 QUEUE_DEPTH = 2  # samples sent ahead to each worker

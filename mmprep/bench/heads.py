@@ -140,7 +140,7 @@ def bench_epoch(samples=100_000, batch_size=256, seed=0, work_dir=None,
     gram) streamed from the HDF5 file; samples/s and ratios to infonce in memory."""
     from mmprep.heads.config import TrainHeadConfig
     from mmprep.heads.train import train_heads
-    from mmprep.testing.features import FeatureGenConfig, write_sample_features
+    from mmprep.synthetic.features import FeatureGenConfig, write_sample_features
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         tmp = Path(tmp)

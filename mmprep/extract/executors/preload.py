@@ -8,6 +8,6 @@ import contextlib
 import importlib
 
 for _name in ("numpy", "av", "PIL.Image", "tokenizers", "torch", "torchaudio.compliance.kaldi",
-              "mmprep.extract", "mmprep.executors.pool"):
+              "mmprep.extract.sample", "mmprep.extract.executors.pool"):
     with contextlib.suppress(Exception):
         importlib.import_module(_name)

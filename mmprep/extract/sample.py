@@ -19,12 +19,12 @@ from typing import Any
 from mmprep import __version__
 from mmprep.config import config_hash, to_dict
 from mmprep.errors import SampleError
+from mmprep.manifest import Sample
 from mmprep.media.audio import AudioConfig, audio_features
 from mmprep.media.frames import encode_jpeg
+from mmprep.media.text import TextConfig, clean_captions, get_tokenizer
 from mmprep.media.video import VideoConfig, sample_frames, sample_seed
 from mmprep.shards import SAMPLE_FORMAT_VERSION, ShardConfig, npy_bytes
-from mmprep.sources import Sample
-from mmprep.text import TextConfig, clean_captions, get_tokenizer
 
 STAGES = ("manifest", "text", "video", "audio", "pack", "write")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmprep.testing.media import encode_clip
+from mmprep.synthetic.media import encode_clip
 
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLOURS = {

@@ -130,7 +130,7 @@ def generate_features(cfg: FeatureGenConfig, *, chunk: int = 4096) -> FeatureSet
     order = rng.permutation(cfg.n)
     split[order[: cfg.test]] = "test"
     split[order[cfg.test: cfg.test + cfg.val]] = "val"
-    attrs = {"encoder": "synthetic:mmprep.testing.features", "weights_sha256": "",
+    attrs = {"encoder": "synthetic:mmprep.synthetic.features", "weights_sha256": "",
              "preprocessing": {"seed": cfg.seed}}
     modalities = {}
     for m in cfg.dims:

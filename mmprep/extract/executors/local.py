@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mmprep.executors.job import ShardJob
-from mmprep.executors.pool import SamplePool, default_workers
-from mmprep.extract import ExtractConfig, preflight, run_sample
-from mmprep.sources import Sample
+from mmprep.extract.executors.job import ShardJob
+from mmprep.extract.executors.pool import SamplePool, default_workers
+from mmprep.extract.sample import ExtractConfig, preflight, run_sample
+from mmprep.manifest import Sample
 from mmprep.storage import Store
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from mmprep import __version__
 from mmprep.errors import MmprepError
-from mmprep.extract import ExtractConfig, Outcome
+from mmprep.extract.sample import ExtractConfig, Outcome
+from mmprep.manifest import Sample
 from mmprep.shards import (
     SAMPLE_FORMAT_VERSION,
     ShardWriter,
@@ -20,7 +21,6 @@ from mmprep.shards import (
     stats_name,
     write_json,
 )
-from mmprep.sources import Sample
 from mmprep.storage import Store
 
 

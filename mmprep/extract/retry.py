@@ -12,8 +12,7 @@ import time
 
 from mmprep.config import from_dict
 from mmprep.errors import MmprepError
-from mmprep.extract import ExtractConfig
-from mmprep.runner import (
+from mmprep.extract.run import (
     RUN_FILE,
     RunOptions,
     RunSummary,
@@ -21,8 +20,9 @@ from mmprep.runner import (
     run_shards,
     summarize,
 )
+from mmprep.extract.sample import ExtractConfig
+from mmprep.manifest import Sample
 from mmprep.shards import as_store, read_stats
-from mmprep.sources import Sample
 
 
 def retry_failed(out_dir, opts: RunOptions | None = None) -> tuple[RunSummary, int]:

@@ -27,7 +27,7 @@ def tiny_hf_bert(folder: str | Path, *, max_positions: int = 64) -> str:
     """A 2-layer BERT with the packaged BERT-uncased WordPiece tokenizer.json."""
     from tokenizers import BertWordPieceTokenizer
 
-    from mmprep.text import _packaged_vocab
+    from mmprep.media.text import _packaged_vocab
 
     t = _quiet_transformers()
     BertConfig, BertModel = t.BertConfig, t.BertModel
