@@ -142,8 +142,7 @@ def embed_content_hash(cfg: EmbedConfig) -> str:
 def _input_samples(chain: Chain, out: Path, state: dict, opts: ChainOptions
                    ) -> tuple[list, str]:
     """The chain's samples (generating the sample data first when asked) and a key."""
-    from mmprep.extract.run import manifest_fingerprint
-    from mmprep.manifest import read_manifest
+    from mmprep.manifest import manifest_fingerprint, read_manifest
 
     run = chain.run
     if run.manifest:
@@ -174,8 +173,8 @@ def _input_samples(chain: Chain, out: Path, state: dict, opts: ChainOptions
 
 def _step_extract(chain: Chain, out: Path, state: dict, opts: ChainOptions,
                   redo: bool) -> dict:
+    from mmprep.extract import RunOptions, extract
     from mmprep.extract.executors.local import PoolOptions
-    from mmprep.extract.run import RunOptions, extract
 
     samples, fingerprint = _input_samples(chain, out, state, opts)
     key = config_hash({"manifest": fingerprint, "config": chain.extract.content_hash(),
@@ -188,12 +187,12 @@ def _step_extract(chain: Chain, out: Path, state: dict, opts: ChainOptions,
     opts.log(f"extract: {len(samples)} samples -> {shards}")
     run_opts = RunOptions(pool=PoolOptions(workers=opts.workers), progress=opts.progress,
                           overwrite=redo)
-    summary = extract(samples, shards, chain.extract, run_opts).to_dict()
-    if summary["ok"] == 0:
-        raise MmprepError(f"extract: every sample failed; see {summary['errors_file']}")
-    if summary["failed"]:
-        opts.log(f"extract: {summary['failed']} sample(s) failed; see {summary['errors_file']}")
-    return {"key": key, "summary": summary}
+    result = extract(samples, shards, chain.extract, run_opts)
+    if result.all_failed:
+        raise MmprepError(f"extract: every sample failed; see {result.errors_file}")
+    if result.failed:
+        opts.log(f"extract: {result.failed} sample(s) failed; see {result.errors_file}")
+    return {"key": key, "summary": result.to_dict()}
 
 
 def _step_embed(chain: Chain, out: Path, state: dict, opts: ChainOptions, upstream: str,

@@ -449,6 +449,16 @@ def build_samples(rows, *, base: Path | str, columns: Columns) -> list[Sample]:
     return samples
 
 
+def manifest_fingerprint(samples: list[Sample]) -> str:
+    """A short hash of the samples (what the manifest says), recorded by each stage that
+    reads it so a changed manifest is detected."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(json.dumps(s.to_dict(), sort_keys=True, ensure_ascii=True).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
 def _unique(key: str, used: set[str], reserved: set[str] = frozenset()) -> str:
     candidate, n = key, 1
     while candidate in used or candidate in reserved:

@@ -14,9 +14,8 @@ from click.testing import CliRunner
 from mmprep.chain import ChainConfig, ChainOptions, load_chain, run_chain
 from mmprep.cli import cli as main
 from mmprep.errors import ConfigError, MmprepError
-from mmprep.inspect import inspect_path
 from mmprep.presets import build_config, list_presets
-from mmprep.shards import shard_files
+from mmprep.shards import inspect_path, shard_files
 
 TINY = ["run.sample_data=16", "run.sample_seconds=1.0", "extract.video.num_frames=2",
         "extract.audio.target_frames=100", "extract.shards.samples_per_shard=8",

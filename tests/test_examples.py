@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from mmprep.inspect import inspect_path
-from mmprep.shards import shard_files
+from mmprep.shards import inspect_path, shard_files
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

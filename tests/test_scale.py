@@ -22,8 +22,8 @@ from mmprep.extract import ExtractConfig, RunOptions, extract, retry_failed
 from mmprep.extract.executors.local import PoolOptions
 from mmprep.extract.executors.pool import SamplePool
 from mmprep.extract.executors.slurm import SlurmOptions, task_slot
-from mmprep.inspect import inspect_path
 from mmprep.manifest import Sample, read_manifest
+from mmprep.shards import inspect_path
 
 
 def cfg_small(per_shard=2) -> ExtractConfig:

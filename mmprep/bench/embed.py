@@ -21,7 +21,7 @@ def bench_shards(n: int, seconds: float, pipeline: str, cache_dir: Path | None =
     """Shards of ``n`` generated clips extracted with ``pipeline`` (cached between runs)."""
     from mmprep.bench.decode import default_cache_dir
     from mmprep.bench.extract import sample_clips
-    from mmprep.extract.run import RunOptions, extract
+    from mmprep.extract import RunOptions, extract
     from mmprep.extract.sample import ExtractConfig
     from mmprep.manifest import read_manifest
     from mmprep.presets import build_config
@@ -62,9 +62,10 @@ def bench_embed(
 
     from mmprep.embed import finish, load_encoders
     from mmprep.embed.config import EmbedConfig
-    from mmprep.embed.data import ShardBatches, ShardTask, probe_meta, worker_init
+    from mmprep.embed.data import ShardBatches, ShardTask, worker_init
     from mmprep.embed.plan import build_layout, part_path, resolve_shards
     from mmprep.embed.run import BatchEncoder, configure_threads, embed_shards, resolve_device
+    from mmprep.shards.reader import probe_meta
 
     folder = Path(shards) if shards else bench_shards(n, seconds, pipeline, cache_dir)
     cfg = EmbedConfig(video_encoder=video_encoder, audio_encoder=audio_encoder,

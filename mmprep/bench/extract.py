@@ -78,7 +78,7 @@ def bench_extract(
 ) -> dict[str, Any]:
     import torch
 
-    from mmprep.extract.run import RunOptions, extract
+    from mmprep.extract import RunOptions, extract
     from mmprep.extract.sample import ExtractConfig
     from mmprep.manifest import read_manifest
     from mmprep.presets import build_config

@@ -22,7 +22,7 @@ from mmprep.bench.extract import one_core, sample_clips
 def bare_loop(samples, cfg, out_dir: Path) -> float:
     """The same per-sample work with no fault tolerance around it."""
     from mmprep.extract.sample import run_sample
-    from mmprep.shards import ShardWriter
+    from mmprep.shards.writer import ShardWriter
     from mmprep.storage import LocalStore
 
     store = LocalStore(out_dir)
@@ -43,9 +43,9 @@ def bench_scale(n: int = 128, *, seconds: float = 2.0, pipeline: str = "gram-vas
                 repeat: int = 3) -> dict[str, Any]:
     import torch
 
+    from mmprep.extract import RunOptions, extract
     from mmprep.extract.executors.local import PoolOptions
     from mmprep.extract.executors.pool import SamplePool
-    from mmprep.extract.run import RunOptions, extract
     from mmprep.extract.sample import ExtractConfig
     from mmprep.manifest import read_manifest
     from mmprep.presets import build_config

@@ -115,7 +115,7 @@ def extract(manifest, out_dir, pipeline, manifest_format, root, video_column, ca
           mmprep extract - -o shards/ --allow-no-caption
     """
     from mmprep.config import dump_yaml
-    from mmprep.extract.run import extract as run_extract
+    from mmprep.extract import extract as run_extract
     from mmprep.extract.sample import ExtractConfig
     from mmprep.manifest import Columns, read_manifest
     from mmprep.presets import build_config

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 
@@ -50,10 +49,10 @@ def run_options(func: Callable) -> Callable:
 
 def build_run_options(kwargs: dict, **fields):
     """RunOptions from the ``run__*`` options in ``kwargs`` (removed from it)."""
+    from mmprep.extract import RunOptions
     from mmprep.extract.executors.local import PoolOptions
     from mmprep.extract.executors.ray import RayOptions
     from mmprep.extract.executors.slurm import SlurmOptions
-    from mmprep.extract.run import RunOptions
 
     v = {k[5:]: kwargs.pop(k) for k in list(kwargs) if k.startswith("run__")}
     return RunOptions(
@@ -87,13 +86,13 @@ def format_summary(summary) -> str:
 def report(summary, opts, as_json: bool) -> None:
     """Print the summary; exit 1 if every sample failed, 3 above --max-failure-rate."""
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=1))
+        click.echo(summary.to_json())
     else:
         click.echo(format_summary(summary), err=True)
-    if summary.samples and summary.ok == 0 and summary.failed:
+    if summary.all_failed:
         sys.exit(EXIT_FAILED)
     limit = opts.max_failure_rate
-    if limit is not None and summary.failure_rate > limit:
+    if summary.too_many_failures(limit):
         click.echo(
             f"Error: {summary.failed} of {summary.ok + summary.failed} samples failed "
             f"({summary.failure_rate:.1%}), above --max-failure-rate {limit:.1%}",

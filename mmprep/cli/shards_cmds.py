@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -32,18 +31,18 @@ def inspect(path, deep, write_errors, as_json):
       mmprep inspect demo/shards
       mmprep inspect 'demo/shards/shard-00000*.tar' --deep --json | jq .fields
     """
-    from mmprep.inspect import format_report, inspect_path
+    from mmprep.shards.validate import format_report, inspect_path
 
     if write_errors:
-        from mmprep.extract.run import write_errors as rebuild
+        from mmprep.shards.folder import write_errors as rebuild
 
         rebuild(path)
     info = inspect_path(path, deep=deep)
     if as_json:
-        click.echo(json.dumps(info, indent=1))
+        click.echo(info.to_json())
     else:
         click.echo(format_report(info))
-    if not info["valid"]:
+    if not info.valid:
         sys.exit(EXIT_FAILED)
 
 

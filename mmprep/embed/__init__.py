@@ -122,7 +122,6 @@ def embed(
 ) -> EmbedSummary:
     """Embed ``shards`` (a folder of complete shards, tar paths, globs or brace patterns)
     into the feature cache ``out``."""
-    from mmprep.embed.data import probe_meta
     from mmprep.embed.plan import (
         build_layout,
         describe_changes,
@@ -133,6 +132,7 @@ def embed(
     )
     from mmprep.embed.run import ShardsResult, embed_shards, resolve_device
     from mmprep.features import read_keys
+    from mmprep.shards.reader import probe_meta
 
     opts = opts or EmbedOptions()
     log = opts.log or (lambda msg: None)

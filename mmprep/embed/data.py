@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,8 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from mmprep.encoders.base import InputPlan, TokenInput
 from mmprep.errors import MmprepError
+from mmprep.shards.format import MASK, MEL, META, RAW_FRAMES, TOKENS, frame_members
+from mmprep.shards.reader import tar_samples
 
 
 class BadSample(Exception):
@@ -65,54 +66,6 @@ class DecodeSpec:
     batch_size: int = 32
 
 
-def tar_samples(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {suffix: bytes}) for each sample of a WebDataset tar, in order.
-
-    Raises ``MmprepError`` if the tar is truncated or corrupt (after yielding the samples
-    that were complete before the damage).
-    """
-    key: str | None = None
-    members: dict[str, bytes] = {}
-    count = 0
-    try:
-        with tarfile.open(path, mode="r|*") as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                name = info.name.rsplit("/", 1)[-1]
-                k, dot, suffix = name.partition(".")
-                if not dot:
-                    continue
-                data = tar.extractfile(info).read()
-                if len(data) != info.size:
-                    raise EOFError("unexpected end of data")
-                if k != key:
-                    if key is not None:
-                        count += 1
-                        yield key, members
-                    key, members = k, {}
-                members[suffix] = data
-    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-        raise MmprepError(f"{path}: truncated or corrupt tar after {count} complete "
-                          f"sample(s): {exc or type(exc).__name__}") from exc
-    if key is not None:
-        yield key, members
-
-
-def probe_meta(paths: list[str]) -> dict[str, Any]:
-    """``KEY.json`` of the first sample found in ``paths``."""
-    for path in paths:
-        try:
-            for _, members in tar_samples(path):
-                if "json" in members:
-                    return json.loads(members["json"])
-        except MmprepError:
-            continue
-        except json.JSONDecodeError as exc:
-            raise MmprepError(f"{path}: the first sample's KEY.json is not valid JSON") from exc
-    raise MmprepError("the shards hold no readable samples")
-
-
 # -- one sample ------------------------------------------------------------------------
 
 
@@ -126,7 +79,7 @@ def _npy(members: dict[str, bytes], suffix: str) -> np.ndarray:
 def decode_frames(members: dict[str, bytes], spec: DecodeSpec):
     """uint8 (frames, 3, S, S) tensor, resized when the shard's frames differ."""
 
-    names = sorted(s for s in members if s.startswith("f") and s.endswith(".jpg"))
+    names = frame_members(members)
     if names:
         frames = []
         for name in names:
@@ -139,8 +92,8 @@ def decode_frames(members: dict[str, bytes], spec: DecodeSpec):
         if len(shapes) > 1:
             raise BadSample(f"frames of different sizes: {sorted(shapes)}")
         x = torch.stack(frames)
-    elif "frames.npy" in members:
-        arr = _npy(members, "frames.npy")
+    elif RAW_FRAMES in members:
+        arr = _npy(members, RAW_FRAMES)
         if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
             raise BadSample(f"KEY.frames.npy must be uint8 (N, H, W, 3), got {arr.dtype} "
                             f"{arr.shape}")
@@ -170,11 +123,11 @@ def resize_center_crop(x, size: int, interpolation: str = "bicubic"):
 
 def decode_mel(members: dict[str, bytes], meta: dict[str, Any], plan: InputPlan):
     """float32 (slices, frames, bins) tensor, or None for a clip without audio."""
-    if not meta.get("has_audio", "mel.npy" in members):
+    if not meta.get("has_audio", MEL in members):
         return None
-    if "mel.npy" not in members:
+    if MEL not in members:
         raise BadSample("has_audio is true but KEY.mel.npy is missing")
-    mel = _npy(members, "mel.npy").astype(np.float32, copy=False)
+    mel = _npy(members, MEL).astype(np.float32, copy=False)
     if mel.ndim == 2:
         mel = mel[None]
     if mel.ndim != 3 or mel.shape[1] == 0:
@@ -201,13 +154,13 @@ def decode_tokens(members: dict[str, bytes], meta: dict[str, Any], plan: InputPl
     if plan.retokenize is not None:
         tok = get_tokenizer(plan.retokenize, plan.max_length)(captions)
         return tok.ids, tok.mask, captions
-    if "tok.npy" not in members:
+    if TOKENS not in members:
         raise BadSample("KEY.tok.npy is missing")
-    ids = _npy(members, "tok.npy")
+    ids = _npy(members, TOKENS)
     if ids.ndim != 2 or ids.shape[0] != len(captions):
         raise BadSample(f"KEY.tok.npy has shape {ids.shape} for {len(captions)} caption(s)")
-    if "mask.npy" in members:
-        mask = _npy(members, "mask.npy")
+    if MASK in members:
+        mask = _npy(members, MASK)
         if mask.shape != ids.shape:
             raise BadSample(f"KEY.mask.npy has shape {mask.shape}, KEY.tok.npy {ids.shape}")
     else:
@@ -233,10 +186,10 @@ class Decoded:
 
 
 def decode_sample(key: str, members: dict[str, bytes], task: int, spec: DecodeSpec) -> Decoded:
-    if "json" not in members:
+    if META not in members:
         raise BadSample("KEY.json is missing")
     try:
-        meta = json.loads(members["json"])
+        meta = json.loads(members[META])
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadSample(f"KEY.json is not valid JSON: {exc}") from exc
     if spec.pipeline_hash and meta.get("pipeline_hash") != spec.pipeline_hash:

@@ -17,7 +17,8 @@ from mmprep.embed.run import Layout
 from mmprep.encoders.base import Encoder
 from mmprep.errors import MmprepError
 from mmprep.features import ModalitySpec, layout_signature, read_keys, read_layout
-from mmprep.shards import STATS_SUFFIX, read_stats
+from mmprep.shards.folder import read_stats
+from mmprep.shards.format import STATS_SUFFIX, stem_of_part
 
 POOLING = {
     "video": "mean over the clip's frames",
@@ -63,7 +64,7 @@ def resolve_shards(inputs: list[str]) -> list[tuple[str, list[str] | None]]:
             p = Path(name)
             if not p.is_file():
                 raise MmprepError(f"shard not found: {p}")
-            stem = p.name.removesuffix(".tar").split("_", 1)[0]
+            stem = stem_of_part(p.name)
             stats_file = p.with_name(stem + STATS_SUFFIX)
             keys = None
             if stats_file.is_file():

@@ -7,37 +7,45 @@ on retry leaves ``errors.jsonl``; one that fails again gets its new error record
 
 from __future__ import annotations
 
-import json
 import time
 
 from mmprep.config import from_dict
 from mmprep.errors import MmprepError
-from mmprep.extract.run import (
-    RUN_FILE,
-    RunOptions,
-    RunSummary,
-    current_failures,
-    run_shards,
-    summarize,
-)
+from mmprep.extract.run import RunOptions, RunSummary, run_shards, summarize
 from mmprep.extract.sample import ExtractConfig
 from mmprep.manifest import Sample
-from mmprep.shards import as_store, read_stats
+from mmprep.shards.folder import (
+    RUN_FILE,
+    as_store,
+    current_failures,
+    missing_shards,
+    planned_count,
+    read_record,
+    read_stats,
+)
 
 
 def retry_failed(out_dir, opts: RunOptions | None = None) -> tuple[RunSummary, int]:
-    """Retry the failed samples; returns the summary and how many were retried."""
+    """Retry the failed samples of an extract output into new shards.
+
+    Args:
+        out_dir: the extract output folder (its ``extract.json`` gives the config).
+        opts: how the run goes (the executor is local or ray).
+
+    Returns the summary and how many samples were retried.
+    """
     opts = opts or RunOptions()
     store = as_store(out_dir)
-    if not store.exists(RUN_FILE):
-        raise MmprepError(f"{store.url} has no {RUN_FILE}: not an mmprep extract output")
-    record = json.loads(store.read_bytes(RUN_FILE))
+    record = read_record(store)
+    if record is None:
+        raise MmprepError(f"{store.url} has no readable {RUN_FILE}: not an mmprep extract "
+                          "output")
     cfg = from_dict(ExtractConfig, record["config"])
     name, per = cfg.shards.name, cfg.shards.samples_per_shard
     all_stats = [s for s in read_stats(store) if s.get("name") == name]
-    planned = -(-record["samples"] // per)
+    planned = planned_count(record["samples"], per)
     done = {s["index"] for s in all_stats}
-    missing = [i for i in range(planned) if i not in done]
+    missing = missing_shards(record, all_stats)
     if missing:
         raise MmprepError(f"{len(missing)} planned shard(s) are not complete yet (first: "
                           f"{missing[0]}); rerun the extract command first")

@@ -8,8 +8,6 @@ and what is not.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,12 +20,20 @@ from mmprep.extract.executors.local import PoolOptions, run_local
 from mmprep.extract.executors.ray import RayOptions
 from mmprep.extract.executors.slurm import SlurmOptions, select_shards
 from mmprep.extract.sample import ExtractConfig
-from mmprep.manifest import Sample
-from mmprep.shards import as_store, read_stats, stats_name, write_json
+from mmprep.manifest import Sample, manifest_fingerprint
+from mmprep.results import Result
+from mmprep.shards.folder import (
+    as_store,
+    check_output,
+    current_failures,
+    done_indices,
+    read_stats,
+    wipe,
+    write_errors,
+    write_record,
+)
 from mmprep.storage import Store
 
-RUN_FILE = "extract.json"
-ERRORS_FILE = "errors.jsonl"
 EXECUTORS = ("local", "ray", "slurm")
 
 
@@ -46,7 +52,9 @@ class RunOptions:
 
 
 @dataclass
-class RunSummary:
+class RunSummary(Result):
+    """What an extract (or retry-failed) run did, and the state of its output folder."""
+
     out_dir: str
     samples: int  # in the manifest
     ok: int  # samples present in the shards
@@ -69,30 +77,34 @@ class RunSummary:
         done = self.ok + self.failed
         return self.failed / done if done else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["clips_per_second"] = round(self.clips_per_second, 3)
+    @property
+    def all_failed(self) -> bool:
+        """The rule for "the run failed" (exit code 1, and a failed chain step): samples
+        were attempted and none of them is in the shards."""
+        return self.samples > 0 and self.ok == 0 and self.failed > 0
+
+    def too_many_failures(self, max_failure_rate: float | None) -> bool:
+        """More samples failed than ``max_failure_rate`` allows (exit code 3)."""
+        return max_failure_rate is not None and self.failure_rate > max_failure_rate
+
+    def derived(self) -> dict[str, Any]:
         mb = self.input_bytes / 1e6
-        d["input_mb_per_second"] = round(mb / self.seconds, 3) if self.seconds else 0.0
-        d["failure_rate"] = round(self.failure_rate, 6)
-        return d
+        return {
+            "clips_per_second": round(self.clips_per_second, 3),
+            "input_mb_per_second": round(mb / self.seconds, 3) if self.seconds else 0.0,
+            "failure_rate": round(self.failure_rate, 6),
+        }
 
 
 def plan_shards(samples: list[Sample], per_shard: int) -> list[tuple[int, list[Sample]]]:
+    """Shard ``i`` is the manifest slice ``[i * per_shard, (i + 1) * per_shard)``."""
     return [
         (i // per_shard, samples[i : i + per_shard]) for i in range(0, len(samples), per_shard)
     ]
 
 
-def manifest_fingerprint(samples: list[Sample]) -> str:
-    h = hashlib.sha256()
-    for s in samples:
-        h.update(json.dumps(s.to_dict(), sort_keys=True, ensure_ascii=True).encode())
-        h.update(b"\n")
-    return h.hexdigest()[:16]
-
-
-def _run_record(samples: list[Sample], cfg: ExtractConfig) -> dict[str, Any]:
+def run_record(samples: list[Sample], cfg: ExtractConfig) -> dict[str, Any]:
+    """The output folder's run record for ``samples`` extracted with ``cfg``."""
     return {
         "mmprep_version": __version__,
         "content_hash": cfg.content_hash(),
@@ -100,55 +112,6 @@ def _run_record(samples: list[Sample], cfg: ExtractConfig) -> dict[str, Any]:
         "samples": len(samples),
         "config": to_dict(cfg),
     }
-
-
-def check_output(store: Store, record: dict[str, Any]) -> None:
-    """Refuse to mix two different configs or manifests in one output folder."""
-    if not store.exists(RUN_FILE):
-        return
-    try:
-        old = json.loads(store.read_bytes(RUN_FILE))
-    except (OSError, ValueError):
-        return
-    changes = []
-    if old.get("content_hash") != record["content_hash"]:
-        changes.append("the extraction config changed")
-    if old.get("config", {}).get("shards") != record["config"]["shards"]:
-        changes.append("the shard layout changed")
-    if old.get("manifest_fingerprint") != record["manifest_fingerprint"]:
-        changes.append("the manifest changed")
-    if changes:
-        raise MmprepError(
-            f"{store.url} holds shards from a different run ({'; '.join(changes)}). "
-            "Use --overwrite to start fresh, or another output folder."
-        )
-
-
-def _wipe(store: Store, name: str) -> None:
-    for fname in store.list(f"{name}-*"):
-        store.remove(fname)
-    for fname in (RUN_FILE, ERRORS_FILE):
-        store.remove(fname)
-
-
-def current_failures(all_stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Error records of samples whose latest attempt failed (a later retry that put the
-    key into a shard, or failed again, supersedes an earlier record)."""
-    present = {k for s in all_stats for k in s.get("keys", [])}
-    latest: dict[str, dict[str, Any]] = {}
-    for stats in all_stats:  # shard order: retries come after the shards they retry
-        for err in stats.get("errors", []):
-            latest[err["key"]] = err
-    return [e for k, e in latest.items() if k not in present]
-
-
-def write_errors(out) -> str:
-    """Rebuild ``errors.jsonl`` from the stats of all complete shards (one line each)."""
-    store = as_store(out)
-    lines = [json.dumps({k: v for k, v in e.items() if k != "sample"}, ensure_ascii=False)
-             for e in current_failures(read_stats(store))]
-    store.write_bytes(ERRORS_FILE, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-    return store.path(ERRORS_FILE)
 
 
 def _input_bytes(samples: list[Sample]) -> int:
@@ -244,23 +207,32 @@ def extract(
     cfg: ExtractConfig,
     opts: RunOptions | None = None,
 ) -> RunSummary:
-    """Extract ``samples`` into WebDataset shards under ``out_dir`` (a folder or an fsspec
-    URL); resumable, see the module docs."""
+    """Extract ``samples`` into WebDataset shards under ``out_dir``; resumable.
+
+    Args:
+        samples: the manifest's samples (``mmprep.manifest.read_manifest``).
+        out_dir: the output folder, local or an fsspec URL.
+        cfg: what the shards hold (frames, audio features, tokens, shard layout).
+        opts: how the run goes (workers, executor, overwrite, fail-fast, progress).
+
+    Returns the run summary. Finished shards (those with a stats file) are skipped; a
+    folder holding another config or manifest is refused unless ``opts.overwrite``.
+    """
     opts = opts or RunOptions()
     if opts.executor not in EXECUTORS:
         raise MmprepError(f"unknown executor {opts.executor!r} (allowed: {', '.join(EXECUTORS)})")
     store = as_store(out_dir)
     store.mkdirs()
-    record = _run_record(samples, cfg)
+    record = run_record(samples, cfg)
     if opts.overwrite:
-        _wipe(store, cfg.shards.name)
+        wipe(store, cfg.shards.name)
     check_output(store, record)
-    write_json(store, RUN_FILE, record)
+    write_record(store, record)
 
     plan = plan_shards(samples, cfg.shards.samples_per_shard)
     mine = select_shards(plan, opts.slurm) if opts.executor == "slurm" else plan
-    existing = set(store.list(f"{cfg.shards.name}-*.stats.json"))
-    todo = [(i, chunk) for i, chunk in mine if stats_name(cfg.shards.name, i) not in existing]
+    done = done_indices(store, cfg.shards.name)
+    todo = [(i, chunk) for i, chunk in mine if i not in done]
     t0 = time.perf_counter()
     run_shards(todo, cfg, store, opts)
     seconds = time.perf_counter() - t0

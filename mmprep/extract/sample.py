@@ -24,7 +24,9 @@ from mmprep.media.audio import AudioConfig, audio_features
 from mmprep.media.frames import encode_jpeg
 from mmprep.media.text import TextConfig, clean_captions, get_tokenizer
 from mmprep.media.video import VideoConfig, sample_frames, sample_seed
-from mmprep.shards import SAMPLE_FORMAT_VERSION, ShardConfig, npy_bytes
+from mmprep.shards import format as shard_format
+from mmprep.shards.format import SAMPLE_FORMAT_VERSION, ShardConfig
+from mmprep.shards.writer import npy_bytes
 
 STAGES = ("manifest", "text", "video", "audio", "pack", "write")
 
@@ -158,12 +160,13 @@ def process_sample(
                 else None,
             )
             if jpg:
-                frame_members = [(f"f{i:03d}.jpg", f[0]) for i, f in enumerate(fs.frames)]
+                frame_members = [(shard_format.frame_member(i), f[0])
+                                 for i, f in enumerate(fs.frames)]
                 out_shape = fs.frames[0][1]
             else:
                 import numpy as np
 
-                frame_members = [("frames.npy", npy_bytes(np.stack(fs.frames)))]
+                frame_members = [(shard_format.RAW_FRAMES, npy_bytes(np.stack(fs.frames)))]
                 out_shape = fs.frames[0].shape
         timings["video"] = timings.get("video", 0.0) + time.perf_counter() - t0
         info = fs.info
@@ -241,15 +244,15 @@ def process_sample(
         mmprep_version=__version__,
     )
     on_stage("pack")
-    members.append(("json", json.dumps(meta, ensure_ascii=False).encode("utf-8")))
+    members.append((shard_format.META, json.dumps(meta, ensure_ascii=False).encode("utf-8")))
     members.extend(frame_members)
     if mel is not None:
-        members.append(("mel.npy", npy_bytes(mel)))
+        members.append((shard_format.MEL, npy_bytes(mel)))
     if tok is not None:
-        members.append(("tok.npy", npy_bytes(tok.ids)))
+        members.append((shard_format.TOKENS, npy_bytes(tok.ids)))
         if cfg.text.attention_mask:
-            members.append(("mask.npy", npy_bytes(tok.mask)))
-    members.append(("txt", (captions[0] if captions else "").encode("utf-8")))
+            members.append((shard_format.MASK, npy_bytes(tok.mask)))
+    members.append((shard_format.CAPTION, (captions[0] if captions else "").encode("utf-8")))
     return members, meta
 
 

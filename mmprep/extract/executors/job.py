@@ -9,18 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mmprep import __version__
 from mmprep.errors import MmprepError
 from mmprep.extract.sample import ExtractConfig, Outcome
 from mmprep.manifest import Sample
-from mmprep.shards import (
-    SAMPLE_FORMAT_VERSION,
-    ShardWriter,
-    clear_shard,
-    shard_stem,
-    stats_name,
-    write_json,
-)
+from mmprep.shards.folder import shard_stats, write_stats
+from mmprep.shards.writer import ShardWriter, clear_shard
 from mmprep.storage import Store
 
 
@@ -82,26 +75,13 @@ class ShardJob:
         parts = self.writer.close()
         self.timings["write"] = self.timings.get("write", 0.0) + time.perf_counter() - t0
         samples = self.samples
-        stats = {
-            "format_version": SAMPLE_FORMAT_VERSION,
-            "name": self.cfg.shards.name,
-            "index": self.index,
-            "shard": shard_stem(self.cfg.shards.name, self.index),
-            "files": parts,
-            "count": {"input": len(samples), "ok": len(self.keys), "failed": len(self.errors)},
-            "manifest_range": [samples[0].index, samples[-1].index + 1] if samples else [0, 0],
-            "keys": self.keys,
-            "errors": self.errors,
-            "warnings": self.warnings,
-            "timings": {k: round(v, 4) for k, v in sorted(self.timings.items())},
-            "seconds": round(time.perf_counter() - self._t0, 4),
-            "bytes": sum(p["bytes"] for p in parts),
-            "started": self.started,
-            "pipeline_hash": self.cfg.content_hash(),
-            "mmprep_version": __version__,
-            **self.extra_stats,
-        }
-        write_json(self.store, stats_name(self.cfg.shards.name, self.index), stats)
+        stats = shard_stats(
+            name=self.cfg.shards.name, index=self.index, files=parts, inputs=len(samples),
+            manifest_range=([samples[0].index, samples[-1].index + 1] if samples else [0, 0]),
+            keys=self.keys, errors=self.errors, warnings=self.warnings, timings=self.timings,
+            seconds=time.perf_counter() - self._t0, started=self.started,
+            pipeline_hash=self.cfg.content_hash(), extra=self.extra_stats)
+        write_stats(self.store, stats)
         return stats
 
     def abort(self) -> None:

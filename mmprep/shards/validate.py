@@ -1,4 +1,4 @@
-"""Inspect and validate shards: counts, fields, shapes, failures, integrity.
+"""``mmprep inspect``: validate shards and report counts, fields, shapes, failures.
 
 Checks, for an extract output folder (or one or more tar files):
 
@@ -19,36 +19,61 @@ import io
 import json
 import tarfile
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmprep.errors import MmprepError
-from mmprep.shards import STATS_SUFFIX, TMP_SUFFIX, as_store, read_stats
+from mmprep.results import Result
+from mmprep.shards.folder import (
+    ERRORS_FILE,
+    as_store,
+    current_failures,
+    leftovers,
+    missing_shards,
+    planned_count,
+    read_record,
+    read_stats,
+)
+from mmprep.shards.format import (
+    META,
+    STATS_SUFFIX,
+    expected_members,
+    frame_member,
+    is_frame_member,
+    split_member,
+)
 from mmprep.storage import Store, is_remote
 
 MAX_PROBLEMS = 50
+FRAMES_FIELD = "fNNN.jpg"  # all frame members, counted as one field
 
 
-def _expected(meta: dict[str, Any]) -> set[str]:
-    want = {"json", "txt"}
-    video = meta.get("video")
-    if video:
-        if video.get("format") == "raw":
-            want.add("frames.npy")
-        else:
-            want |= {f"f{i:03d}.jpg" for i in range(int(video.get("num_frames", 0)))}
-    audio = meta.get("audio")
-    shape = audio.get("shape") if audio else None
-    if shape and all(int(d) > 0 for d in shape):  # [0, bins]: omitted (no audio)
-        want.add("mel.npy")
-    text = meta.get("text")
-    if text:
-        want.add("tok.npy")
-        if text.get("attention_mask", True):
-            want.add("mask.npy")
-    return want
+@dataclass
+class InspectReport(Result):
+    """What ``inspect_path`` found. ``kind``: folder, tar or tars; the folder fields
+    (``shards`` ... ``manifest_samples``) are None for tar files."""
+
+    path: str
+    kind: str
+    samples: int
+    bytes: int
+    with_audio: int
+    captions: int
+    fields: dict[str, dict[str, Any]]
+    problems: list[str]
+    warnings: list[str]
+    valid: bool
+    shards: int | None = None
+    missing_shards: list[int] = field(default_factory=list)
+    failed: int | None = None
+    failed_by_stage: dict[str, int] = field(default_factory=dict)
+    failed_by_type: dict[str, int] = field(default_factory=dict)
+    top_errors: list[tuple[str, int]] = field(default_factory=list)
+    errors_file: str | None = None
+    manifest_samples: int | None = None
 
 
 def _describe(suffix: str, data: bytes) -> dict[str, Any]:
@@ -71,7 +96,7 @@ def _deep_check(suffix: str, data: bytes) -> None:
 
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-    elif suffix == "json":
+    elif suffix == META:
         json.loads(data)
 
 
@@ -103,7 +128,7 @@ def _check_tar(name: str, fileobj, report: _Report, deep: bool) -> list[str]:
     def close_sample() -> None:
         if current is None:
             return
-        meta_raw = members.get("json")
+        meta_raw = members.get(META)
         if meta_raw is None:
             report.problem(f"{name}: sample {current!r} has no json member")
             return
@@ -112,16 +137,16 @@ def _check_tar(name: str, fileobj, report: _Report, deep: bool) -> list[str]:
         except ValueError:
             report.problem(f"{name}: sample {current!r} has invalid JSON metadata")
             return
-        missing = sorted(_expected(meta) - set(members))
+        missing = sorted(expected_members(meta) - set(members))
         if missing:
             report.problem(f"{name}: sample {current!r} lacks {', '.join(missing)}")
         report.samples += 1
         report.has_audio += bool(meta.get("has_audio"))
         report.captions += int(meta.get("num_captions", 0))
         for suffix, data in members.items():
-            is_frame = suffix.endswith(".jpg")
-            report.field_counts["fNNN.jpg" if is_frame else suffix] += 1
-            if suffix not in report.fields and (not is_frame or suffix == "f000.jpg"):
+            is_frame = is_frame_member(suffix)
+            report.field_counts[FRAMES_FIELD if is_frame else suffix] += 1
+            if suffix not in report.fields and (not is_frame or suffix == frame_member(0)):
                 try:
                     report.fields[suffix] = _describe(suffix, data)
                 except Exception as exc:  # noqa: BLE001
@@ -138,10 +163,11 @@ def _check_tar(name: str, fileobj, report: _Report, deep: bool) -> list[str]:
                 if not info.isfile():
                     report.problem(f"{name}: unexpected non-file member {info.name!r}")
                     continue
-                key, _, suffix = info.name.partition(".")
-                if "/" in info.name or not suffix:
+                parts = split_member(info.name)
+                if "/" in info.name or parts is None:
                     report.problem(f"{name}: member name {info.name!r} breaks the key rules")
                     continue
+                key, suffix = parts
                 data = tar.extractfile(info).read()
                 if key != current:
                     close_sample()
@@ -179,18 +205,14 @@ def _inspect_tar_paths(paths: list[str], report: _Report, deep: bool) -> None:
 
 
 def _inspect_folder(store: Store, report: _Report, deep: bool) -> dict[str, Any]:
-    from mmprep.extract.run import ERRORS_FILE, RUN_FILE, current_failures
-
-    run = json.loads(store.read_bytes(RUN_FILE)) if store.exists(RUN_FILE) else None
+    run = read_record(store)
     all_stats = read_stats(store)
     if not all_stats and run is None:
-        raise MmprepError(f"{store.url}: no shards (no *.stats.json) and no {RUN_FILE}")
-    referenced: set[str] = set()
+        raise MmprepError(f"{store.url}: no shards (no *{STATS_SUFFIX}) and no run record")
     for stats in all_stats:
         tar_keys: list[str] = []
         for part in stats.get("files", []):
             fname = part["file"]
-            referenced.add(fname)
             if not store.exists(fname):
                 report.problem(f"{fname}: listed in {stats['shard']}{STATS_SUFFIX} but missing")
                 continue
@@ -208,28 +230,25 @@ def _inspect_folder(store: Store, report: _Report, deep: bool) -> dict[str, Any]
         if tar_keys != stats.get("keys", []):
             report.problem(f"{stats['shard']}: its tars hold {len(tar_keys)} samples, its stats "
                            f"file lists {len(stats.get('keys', []))}")
-    names = store.list("*")
-    leftovers = [n for n in names if n.endswith(TMP_SUFFIX)
-                 or (n.endswith(".tar") and n not in referenced)]
-    if leftovers:
-        report.warnings.append(f"{len(leftovers)} file(s) of unfinished shards (redone by the "
-                               f"next run): {', '.join(leftovers[:5])}")
+    unfinished = leftovers(store, all_stats)
+    if unfinished:
+        report.warnings.append(f"{len(unfinished)} file(s) of unfinished shards (redone by the "
+                               f"next run): {', '.join(unfinished[:5])}")
     failures = current_failures(all_stats)
-    missing_shards: list[int] = []
+    missing: list[int] = []
     if run is not None:
-        per = run["config"]["shards"]["samples_per_shard"]
-        planned = -(-run["samples"] // per)
-        done = {s["index"] for s in all_stats if s.get("name") == run["config"]["shards"]["name"]}
-        missing_shards = [i for i in range(planned) if i not in done]
-        if missing_shards:
-            report.problem(f"{len(missing_shards)} of {planned} planned shards are not complete "
-                           f"(first: {missing_shards[0]}); rerun the extract command to finish")
+        missing = missing_shards(run, all_stats)
+        if missing:
+            shards = run["config"]["shards"]
+            planned = planned_count(run["samples"], shards["samples_per_shard"])
+            report.problem(f"{len(missing)} of {planned} planned shards are not complete "
+                           f"(first: {missing[0]}); rerun the extract command to finish")
     by_stage = Counter(e["stage"] for e in failures)
     by_type = Counter(f"{e['stage']}: {e['type']}" for e in failures)
     messages = Counter(e["message"][:120] for e in failures)
     return {
         "shards": len(all_stats),
-        "missing_shards": missing_shards,
+        "missing_shards": missing,
         "failed": len(failures),
         "failed_by_stage": dict(by_stage.most_common()),
         "failed_by_type": dict(by_type.most_common()),
@@ -239,40 +258,52 @@ def _inspect_folder(store: Store, report: _Report, deep: bool) -> dict[str, Any]
     }
 
 
-def inspect_path(path: str, *, deep: bool = False) -> dict[str, Any]:
-    """Inspect an extract output folder (local or fsspec URL), a tar file, or a glob."""
+def inspect_path(path: str, *, deep: bool = False) -> InspectReport:
+    """Inspect and validate an extract output folder (local or fsspec URL), a tar file,
+    or a glob of tar files.
+
+    Args:
+        path: the folder, tar file or quoted glob.
+        deep: also decode every JPEG and array (slower).
+
+    Returns the report; ``report.valid`` is False when any problem was found.
+    """
     report = _Report()
-    info: dict[str, Any] = {"path": path}
     local = Path(path)
+    folder: dict[str, Any] = {}
     if not is_remote(path) and local.is_file():
-        info["kind"] = "tar"
+        kind = "tar"
         _inspect_tar_paths([str(local)], report, deep)
     elif not is_remote(path) and any(c in path for c in "*?["):
         paths = sorted(glob.glob(path))
         if not paths:
             raise MmprepError(f"no file matches {path}")
-        info["kind"] = "tars"
+        kind = "tars"
         _inspect_tar_paths(paths, report, deep)
     else:
         if not is_remote(path) and not local.is_dir():
             raise MmprepError(f"not found: {path}")
-        info["kind"] = "folder"
-        info.update(_inspect_folder(as_store(path), report, deep))
-    info.update(
+        kind = "folder"
+        folder = _inspect_folder(as_store(path), report, deep)
+    first_frame = frame_member(0)
+    return InspectReport(
+        path=path,
+        kind=kind,
         samples=report.samples,
         bytes=report.bytes,
         with_audio=report.has_audio,
         captions=report.captions,
-        fields={k: {**report.fields.get(k if k != "fNNN.jpg" else "f000.jpg", {}), "count": n}
+        fields={k: {**report.fields.get(k if k != FRAMES_FIELD else first_frame, {}),
+                    "count": n}
                 for k, n in sorted(report.field_counts.items())},
         problems=report.problems,
         warnings=report.warnings,
         valid=not report.problems,
+        **folder,
     )
-    return info
 
 
-def format_report(info: dict[str, Any]) -> str:
+def format_report(info: InspectReport) -> str:
     lines = [f"{info['path']} ({info['kind']})"]
     if info["kind"] == "folder":
         total = info.get("manifest_samples")
