@@ -10,8 +10,8 @@ import torch
 
 from mmprep.errors import ConfigError, MmprepError
 from mmprep.features import read_features
+from mmprep.features.source import FeatureSource
 from mmprep.heads.config import TrainHeadConfig
-from mmprep.heads.data import FeatureSource
 from mmprep.heads.evaluate import evaluate_run, project_run
 from mmprep.heads.metrics import pair_metrics
 from mmprep.heads.train import train_heads

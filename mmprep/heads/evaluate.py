@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mmprep.errors import MmprepError
-from mmprep.heads.data import FeatureSource
+from mmprep.features.source import FeatureSource
 
 
 def embed_clips(model, source: FeatureSource, clips: np.ndarray, mods: list[str], device,

@@ -15,8 +15,8 @@ import numpy as np
 from mmprep import __version__
 from mmprep.config import config_hash, to_dict
 from mmprep.errors import ConfigError, MmprepError
+from mmprep.features.source import FeatureSource
 from mmprep.heads.config import LossConfig, TrainHeadConfig
-from mmprep.heads.data import FeatureSource
 from mmprep.storage import atomic_write_bytes
 
 MIN_TRAIN_CLIPS = 8

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from mmprep.errors import MmprepError
-from mmprep.features import as_str_list, listed_modalities, open_cache
+from mmprep.features.format import as_str_list
+from mmprep.features.reader import listed_modalities, open_cache
 
 
 def _memory_budget() -> int:

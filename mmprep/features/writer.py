@@ -1,34 +1,11 @@
-"""The feature cache: one HDF5 file of embeddings, rows aligned by clip key.
-
-Schema (``format = "mmprep-features"``, ``version = 1``)::
-
-    /keys            (N,)   str      clip keys, unique
-    /split           (N,)   str      "train" / "val" / "test" / "" (unknown)
-    /<modality>      (N, D) float    one row per clip (e.g. video, audio)
-    /<modality>_mask (N,)   bool     optional: False where the clip lacks the modality
-    /<modality>_tokens (N, T, D)     optional: per-frame / per-patch tokens
-    /text            (M, D) float    one row per caption
-    /text_owner      (M,)   int64    row of /keys each caption belongs to
-    /text_caption    (M,)   str      optional: the caption text
-
-A modality is item-level (several rows per clip) exactly when ``/<modality>_owner``
-exists. Root attributes: ``format``, ``version``, ``mmprep_version``, ``modalities``
-(JSON list, in order). Each modality dataset carries ``encoder`` (spec string),
-``weights_sha256``, ``preprocessing`` (JSON) and ``preprocessing_hash``, so a stale cache
-is detectable.
-
-Writing: ``write_features`` writes a whole in-memory ``FeatureSet``; ``FeatureWriter``
-appends rows batch by batch to resizable datasets. Both write ``PATH.tmp`` and rename it
-to ``PATH`` when complete, so a file at ``PATH`` is always whole (a killed writer leaves
-only the temporary). ``merge_features`` concatenates caches made with the same encoders
-and preprocessing (e.g. parts written by several processes) into one.
-"""
+"""Writing feature caches: whole (``write_features``), row batches (``FeatureWriter``),
+and merges of caches made with the same encoders (``merge_features``). Every writer
+writes ``PATH.tmp`` and renames it when complete."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,70 +13,17 @@ import numpy as np
 
 from mmprep import __version__
 from mmprep.errors import MmprepError
-
-FORMAT = "mmprep-features"
-VERSION = 1
-RESERVED_SUFFIXES = ("_mask", "_owner", "_tokens", "_caption")
-
-
-@dataclass
-class Modality:
-    """Embeddings of one modality; ``owner`` maps item rows to clip rows when item-level."""
-
-    data: np.ndarray
-    owner: np.ndarray | None = None
-    mask: np.ndarray | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    captions: list[str] | None = None
-
-    @property
-    def dim(self) -> int:
-        return int(self.data.shape[1])
-
-
-@dataclass
-class FeatureSet:
-    keys: list[str]
-    split: np.ndarray  # (N,) str
-    modalities: dict[str, Modality]
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def rows(self, split: str) -> np.ndarray:
-        """Clip row indices of ``split``."""
-        return np.flatnonzero(self.split == split)
-
-
-def _str_dtype():
-    import h5py
-
-    return h5py.string_dtype(encoding="utf-8")
-
-
-def as_str_list(ds) -> list[str]:
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in ds[()]]
-
-
-def validate(fs: FeatureSet) -> None:
-    n = len(fs.keys)
-    if len(set(fs.keys)) != n:
-        raise MmprepError("feature cache has duplicate keys")
-    if fs.split.shape != (n,):
-        raise MmprepError(f"split has shape {fs.split.shape}, expected ({n},)")
-    for name, mod in fs.modalities.items():
-        if mod.data.ndim != 2:
-            raise MmprepError(f"{name}: expected a 2-D (rows, dim) array, got {mod.data.shape}")
-        if mod.owner is None and mod.data.shape[0] != n:
-            raise MmprepError(f"{name}: {mod.data.shape[0]} rows for {n} keys")
-        if mod.owner is not None:
-            if mod.owner.shape != (mod.data.shape[0],):
-                raise MmprepError(f"{name}_owner: shape {mod.owner.shape} does not match rows")
-            if mod.owner.size and (mod.owner.min() < 0 or mod.owner.max() >= n):
-                raise MmprepError(f"{name}_owner: row index out of range 0..{n - 1}")
-        if mod.mask is not None and mod.mask.shape != (mod.data.shape[0],):
-            raise MmprepError(f"{name}_mask: shape {mod.mask.shape} does not match rows")
+from mmprep.features.format import (
+    FORMAT,
+    RESERVED_SUFFIXES,
+    VERSION,
+    FeatureSet,
+    ModalitySpec,
+    as_str_list,
+    str_dtype,
+    validate,
+)
+from mmprep.features.reader import layout_signature, open_cache, read_layout
 
 
 def write_features(path: str | Path, fs: FeatureSet, *, dtype: str = "float32") -> Path:
@@ -118,9 +42,9 @@ def write_features(path: str | Path, fs: FeatureSet, *, dtype: str = "float32") 
         for k, v in fs.attrs.items():
             if k not in ("format", "version", "mmprep_version", "modalities"):
                 f.attrs[k] = v if isinstance(v, str | int | float) else json.dumps(v)
-        f.create_dataset("keys", data=np.array(fs.keys, dtype=object), dtype=_str_dtype())
+        f.create_dataset("keys", data=np.array(fs.keys, dtype=object), dtype=str_dtype())
         f.create_dataset("split", data=np.array([str(s) for s in fs.split], dtype=object),
-                         dtype=_str_dtype())
+                         dtype=str_dtype())
         for name, mod in fs.modalities.items():
             ds = f.create_dataset(name, data=mod.data.astype(dtype, copy=False))
             for k, v in mod.attrs.items():
@@ -132,67 +56,13 @@ def write_features(path: str | Path, fs: FeatureSet, *, dtype: str = "float32") 
                 f.create_dataset(f"{name}_mask", data=mod.mask.astype(bool))
             if mod.captions is not None:
                 f.create_dataset(f"{name}_caption", data=np.array(mod.captions, dtype=object),
-                                 dtype=_str_dtype())
+                                 dtype=str_dtype())
     os.replace(tmp, path)
     return path
 
 
-def read_features(path: str | Path, modalities: list[str] | None = None) -> FeatureSet:
-    """Load a feature cache into memory (all modalities, or the ones named)."""
-    path = Path(path)
-    with open_cache(path) as f:
-        if "keys" not in f:
-            raise MmprepError(f"{path}: missing /keys")
-        names = listed_modalities(f)
-        if modalities is not None:
-            missing = [m for m in modalities if m not in names]
-            if missing:
-                raise MmprepError(
-                    f"{path} has no modality {', '.join(missing)} (has: {', '.join(names)})"
-                )
-            names = list(modalities)
-        keys = as_str_list(f["keys"])
-        split = np.array(as_str_list(f["split"]) if "split" in f else [""] * len(keys))
-        mods = {}
-        for name in names:
-            ds = f[name]
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in ds.attrs.items()}
-            mods[name] = Modality(
-                data=ds[()],
-                owner=f[f"{name}_owner"][()] if f"{name}_owner" in f else None,
-                mask=f[f"{name}_mask"][()] if f"{name}_mask" in f else None,
-                attrs=attrs,
-                captions=as_str_list(f[f"{name}_caption"]) if f"{name}_caption" in f else None,
-            )
-        root = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    fs = FeatureSet(keys=keys, split=split, modalities=mods, attrs=root)
-    validate(fs)
-    return fs
-
-
-# -- incremental writing and merging -----------------------------------------------------
-
-SIGNATURE_ATTRS = ("encoder", "weights_sha256", "preprocessing_hash")
-
-
-@dataclass
-class ModalitySpec:
-    """Layout of one modality in a ``FeatureWriter``."""
-
-    dim: int
-    item_level: bool = False  # several rows per clip, with /<name>_owner (e.g. text)
-    mask: bool = False  # write /<name>_mask
-    tokens: int | None = None  # write /<name>_tokens (rows, tokens, dim)
-    captions: bool = False  # write /<name>_caption (item-level text)
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
 def _attr(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool) else json.dumps(value)
-
-
-def _decode_attrs(attrs) -> dict[str, Any]:
-    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
 
 
 class FeatureWriter:
@@ -238,7 +108,7 @@ class FeatureWriter:
         for k, v in (attrs or {}).items():
             if k not in ("format", "version", "mmprep_version", "modalities"):
                 f.attrs[k] = _attr(v)
-        sdt = _str_dtype()
+        sdt = str_dtype()
         f.create_dataset("keys", shape=(0,), maxshape=(None,), dtype=sdt, chunks=(1024,))
         f.create_dataset("split", shape=(0,), maxshape=(None,), dtype=sdt, chunks=(1024,))
         for name, m in modalities.items():
@@ -360,70 +230,6 @@ class FeatureWriter:
             self.close()
         else:
             self.abort()
-
-
-def listed_modalities(f) -> list[str]:
-    """The modalities of an open cache: its ``modalities`` attribute, else every
-    dataset that is not keys, split or a per-modality companion (owner, mask, ...)."""
-    listed = f.attrs.get("modalities")
-    if listed:
-        return json.loads(listed)
-    return [k for k in f if k not in ("keys", "split") and not k.endswith(RESERVED_SUFFIXES)]
-
-
-def open_cache(path: str | Path):
-    """The feature cache at ``path`` opened read-only (an ``h5py.File``); a clear error
-    when it is missing, not HDF5, or not written by mmprep."""
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise MmprepError(f"feature cache not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise MmprepError(f"{path} is not a readable HDF5 file: {exc}") from exc
-    if f.attrs.get("format") != FORMAT:
-        f.close()
-        raise MmprepError(f"{path} is not an mmprep feature cache (no format={FORMAT!r})")
-    return f
-
-
-def read_layout(path: str | Path) -> dict[str, Any]:
-    """Rows, root attributes and per-modality layout of a cache, without loading data."""
-    path = Path(path)
-    with open_cache(path) as f:
-        names = json.loads(f.attrs.get("modalities", "[]"))
-        mods = {}
-        for name in names:
-            ds = f[name]
-            mods[name] = {
-                "dim": int(ds.shape[1]),
-                "rows": int(ds.shape[0]),
-                "item_level": f"{name}_owner" in f,
-                "mask": f"{name}_mask" in f,
-                "tokens": int(f[f"{name}_tokens"].shape[1]) if f"{name}_tokens" in f else None,
-                "captions": f"{name}_caption" in f,
-                "dtype": str(ds.dtype),
-                "attrs": _decode_attrs(ds.attrs),
-            }
-        return {"rows": int(f["keys"].shape[0]), "attrs": _decode_attrs(f.attrs),
-                "modalities": mods}
-
-
-def read_keys(path: str | Path) -> list[str]:
-    with open_cache(path) as f:
-        return as_str_list(f["keys"])
-
-
-def layout_signature(layout: dict[str, Any]) -> dict[str, Any]:
-    """What must be equal for two caches to be merged or appended to each other."""
-    return {
-        name: {"dim": m["dim"], "item_level": m["item_level"], "mask": m["mask"],
-               "tokens": m["tokens"], "captions": m["captions"], "dtype": m["dtype"],
-               **{k: m["attrs"].get(k) for k in SIGNATURE_ATTRS}}
-        for name, m in layout["modalities"].items()
-    }
 
 
 def merge_features(

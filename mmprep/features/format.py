@@ -1,0 +1,116 @@
+"""The feature cache: one HDF5 file of embeddings, rows aligned by clip key.
+
+Schema (``format = "mmprep-features"``, ``version = 1``)::
+
+    /keys            (N,)   str      clip keys, unique
+    /split           (N,)   str      "train" / "val" / "test" / "" (unknown)
+    /<modality>      (N, D) float    one row per clip (e.g. video, audio)
+    /<modality>_mask (N,)   bool     optional: False where the clip lacks the modality
+    /<modality>_tokens (N, T, D)     optional: per-frame / per-patch tokens
+    /text            (M, D) float    one row per caption
+    /text_owner      (M,)   int64    row of /keys each caption belongs to
+    /text_caption    (M,)   str      optional: the caption text
+
+A modality is item-level (several rows per clip) exactly when ``/<modality>_owner``
+exists. Root attributes: ``format``, ``version``, ``mmprep_version``, ``modalities``
+(JSON list, in order). Each modality dataset carries ``encoder`` (spec string),
+``weights_sha256``, ``preprocessing`` (JSON) and ``preprocessing_hash``, so a stale cache
+is detectable.
+
+Writing: ``write_features`` writes a whole in-memory ``FeatureSet``; ``FeatureWriter``
+appends rows batch by batch to resizable datasets. Both write ``PATH.tmp`` and rename it
+to ``PATH`` when complete, so a file at ``PATH`` is always whole (a killed writer leaves
+only the temporary). ``merge_features`` concatenates caches made with the same encoders
+and preprocessing (e.g. parts written by several processes) into one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mmprep.errors import MmprepError
+
+FORMAT = "mmprep-features"
+VERSION = 1
+RESERVED_SUFFIXES = ("_mask", "_owner", "_tokens", "_caption")
+SIGNATURE_ATTRS = ("encoder", "weights_sha256", "preprocessing_hash")
+
+
+
+@dataclass
+class Modality:
+    """Embeddings of one modality; ``owner`` maps item rows to clip rows when item-level."""
+
+    data: np.ndarray
+    owner: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    captions: list[str] | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.data.shape[1])
+
+
+@dataclass
+class FeatureSet:
+    keys: list[str]
+    split: np.ndarray  # (N,) str
+    modalities: dict[str, Modality]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def rows(self, split: str) -> np.ndarray:
+        """Clip row indices of ``split``."""
+        return np.flatnonzero(self.split == split)
+
+
+@dataclass
+class ModalitySpec:
+    """Layout of one modality in a ``FeatureWriter``."""
+
+    dim: int
+    item_level: bool = False  # several rows per clip, with /<name>_owner (e.g. text)
+    mask: bool = False  # write /<name>_mask
+    tokens: int | None = None  # write /<name>_tokens (rows, tokens, dim)
+    captions: bool = False  # write /<name>_caption (item-level text)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def str_dtype():
+    import h5py
+
+    return h5py.string_dtype(encoding="utf-8")
+
+
+def as_str_list(ds) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in ds[()]]
+
+
+def decode_attrs(attrs) -> dict[str, Any]:
+    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
+
+
+def validate(fs: FeatureSet) -> None:
+    n = len(fs.keys)
+    if len(set(fs.keys)) != n:
+        raise MmprepError("feature cache has duplicate keys")
+    if fs.split.shape != (n,):
+        raise MmprepError(f"split has shape {fs.split.shape}, expected ({n},)")
+    for name, mod in fs.modalities.items():
+        if mod.data.ndim != 2:
+            raise MmprepError(f"{name}: expected a 2-D (rows, dim) array, got {mod.data.shape}")
+        if mod.owner is None and mod.data.shape[0] != n:
+            raise MmprepError(f"{name}: {mod.data.shape[0]} rows for {n} keys")
+        if mod.owner is not None:
+            if mod.owner.shape != (mod.data.shape[0],):
+                raise MmprepError(f"{name}_owner: shape {mod.owner.shape} does not match rows")
+            if mod.owner.size and (mod.owner.min() < 0 or mod.owner.max() >= n):
+                raise MmprepError(f"{name}_owner: row index out of range 0..{n - 1}")
+        if mod.mask is not None and mod.mask.shape != (mod.data.shape[0],):
+            raise MmprepError(f"{name}_mask: shape {mod.mask.shape} does not match rows")
