@@ -122,6 +122,7 @@ def embed(
 ) -> EmbedSummary:
     """Embed ``shards`` (a folder of complete shards, tar paths, globs or brace patterns)
     into the feature cache ``out``."""
+    from mmprep.device import resolve_device
     from mmprep.embed.plan import (
         build_layout,
         describe_changes,
@@ -130,7 +131,7 @@ def embed(
         plan_tasks,
         resolve_shards,
     )
-    from mmprep.embed.run import ShardsResult, embed_shards, resolve_device
+    from mmprep.embed.run import ShardsResult, embed_shards
     from mmprep.features import read_keys
     from mmprep.shards.reader import probe_meta
 

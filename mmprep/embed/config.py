@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-Precision = Literal["fp32", "fp16", "bf16"]
+from mmprep.device import Precision
+
 _DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
 
 

@@ -22,8 +22,9 @@ from mmprep.errors import MmprepError
 def _child(rank: int, device: str, tasks: list[ShardTask], layout: Layout, cfg: EmbedConfig,
            q, fail_fast: bool) -> None:
     try:
+        from mmprep.device import resolve_device
         from mmprep.embed import load_encoders
-        from mmprep.embed.run import embed_shards, resolve_device
+        from mmprep.embed.run import embed_shards
 
         encoders = load_encoders(cfg)
         result = embed_shards(tasks, encoders, layout, cfg, device=resolve_device(device),

@@ -9,7 +9,6 @@ sample is embedded. ``mmprep.embed.embed`` plans the tasks and merges the parts.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmprep.device import autocast
 from mmprep.embed.config import EmbedConfig
 from mmprep.embed.data import DecodeSpec, ShardBatches, ShardTask, worker_init
 from mmprep.encoders.base import Encoder
@@ -44,28 +44,10 @@ class ShardsResult:
     seconds: float = 0.0
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MmprepError(f"device {name!r}: CUDA is not available on this machine")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise MmprepError(f"device {name!r}: only {torch.cuda.device_count()} GPU(s) visible")
-    return dev
-
-
 def configure_threads(cfg: EmbedConfig, device: torch.device, workers: int) -> None:
     """On CPU, give the models the cores the loader workers leave (no oversubscription)."""
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads(workers))
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def segment_mean(rows: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:

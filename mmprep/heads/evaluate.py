@@ -75,11 +75,12 @@ def evaluate_run(run_dir: str | Path, features: str | Path, *, split: str | None
                  device: str = "auto", pair_score: str = "cosine") -> dict[str, Any]:
     """Evaluate a train-head run on ``features`` (by default on the run's eval rows:
     its eval split, or its held-out share when it trained with a holdout)."""
+    from mmprep.device import resolve_device
+    from mmprep.heads.clips import choose_clips
     from mmprep.heads.model import load_heads
-    from mmprep.heads.train import choose_clips, pick_device
 
     model, cfg, meta = load_heads(run_dir)
-    dev = pick_device(device)
+    dev = resolve_device(device)
     model.to(dev)
     mods = meta["modalities"]
     with FeatureSource(features, mods, loading=cfg.data.loading) as source:
@@ -109,12 +110,12 @@ def project_run(run_dir: str | Path, features: str | Path, out: str | Path, *,
     feature cache with the same schema (keys, split, owners, masks, captions)."""
     import torch
 
+    from mmprep.device import resolve_device
     from mmprep.features import FeatureSet, Modality, write_features
     from mmprep.heads.model import load_heads
-    from mmprep.heads.train import pick_device
 
     model, cfg, meta = load_heads(run_dir)
-    dev = pick_device(device)
+    dev = resolve_device(device)
     model.to(dev)
     mods = meta["modalities"]
     if Path(out).resolve() == Path(features).resolve():

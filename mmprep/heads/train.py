@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import zlib
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -14,66 +13,14 @@ import numpy as np
 
 from mmprep import __version__
 from mmprep.config import config_hash, to_dict
-from mmprep.errors import ConfigError, MmprepError
+from mmprep.device import autocast, resolve_device
+from mmprep.errors import MmprepError
 from mmprep.features.source import FeatureSource
+from mmprep.heads.clips import choose_clips, resolve_modalities
 from mmprep.heads.config import LossConfig, TrainHeadConfig
 from mmprep.storage import atomic_write_bytes
 
-MIN_TRAIN_CLIPS = 8
-MIN_EVAL_CLIPS = 2
 STATS_ROWS = 50_000  # rows used for the input standardisation statistics
-
-
-# --------------------------------------------------------------------------- setup
-def resolve_modalities(source_modalities: list[str], cfg: TrainHeadConfig) -> list[str]:
-    """The run's modalities, anchor first; checks the anchor and the count."""
-    mods = list(cfg.data.modalities or source_modalities)
-    anchor = cfg.loss.anchor
-    if anchor not in mods:
-        raise ConfigError(f"loss.anchor: {anchor!r} is not among the modalities "
-                          f"({', '.join(mods)}); choose one with --anchor")
-    if len(mods) < 2:
-        raise ConfigError("need at least two modalities to align")
-    return [anchor] + [m for m in mods if m != anchor]
-
-
-def held_out(keys: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Deterministic per-key choice of the held-out share (stable when rows change)."""
-    salt = str(seed).encode()
-    h = np.array([zlib.crc32(salt + k.encode("utf-8")) for k in keys], dtype=np.float64)
-    return h / 2**32 < fraction
-
-
-def choose_clips(source: FeatureSource, cfg: TrainHeadConfig, mods: list[str],
-                 *, need_train: bool = True) -> dict[str, np.ndarray]:
-    """Clip rows for train / eval / val; clips lacking a modality are left out."""
-    usable = source.usable_clips(mods)
-    d = cfg.data
-    if d.holdout > 0:
-        is_eval = held_out(source.keys, d.holdout, cfg.seed)
-        out = {"train": np.flatnonzero(usable & ~is_eval), "eval": np.flatnonzero(usable & is_eval)}
-        out["val"] = out["eval"]
-    else:
-        counts = source.split_counts()
-        listed = ", ".join(f"{k or '(empty)'} ({v})" for k, v in sorted(counts.items()))
-        names = [("train", d.train_split)] if need_train else []
-        names.append(("eval", d.eval_split))
-        out = {}
-        for role, name in names:
-            if name not in counts:
-                hint = "; or hold out a share with --holdout 0.1" if role == "eval" else ""
-                raise MmprepError(f"split {name!r} not found in {source.path.name} "
-                                  f"(splits: {listed}){hint}")
-            out[role] = np.flatnonzero(usable & (source.split == name))
-        out["val"] = (np.flatnonzero(usable & (source.split == d.val_split))
-                      if d.val_split in counts else out["eval"])
-    if need_train and len(out["train"]) < MIN_TRAIN_CLIPS:
-        raise MmprepError(f"only {len(out['train'])} training clips with all of "
-                          f"{', '.join(mods)} (need at least {MIN_TRAIN_CLIPS})")
-    if len(out["eval"]) < MIN_EVAL_CLIPS:
-        raise MmprepError(f"only {len(out['eval'])} evaluation clips with all of "
-                          f"{', '.join(mods)} (need at least {MIN_EVAL_CLIPS})")
-    return out
 
 
 def input_statistics(source: FeatureSource, m: str, clips: np.ndarray,
@@ -86,16 +33,6 @@ def input_statistics(source: FeatureSource, m: str, clips: np.ndarray,
         rows = np.sort(rng.choice(rows, STATS_ROWS, replace=False))
     x = source.take(m, rows).astype(np.float64)
     return x.mean(0), x.std(0)
-
-
-def pick_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MmprepError("device cuda requested but no CUDA device is available")
-    return torch.device(name)
 
 
 # --------------------------------------------------------------------------- loss
@@ -199,7 +136,7 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
         raise MmprepError(f"{out_dir} already holds a run (use --overwrite to replace it)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     t_start = time.perf_counter()
@@ -230,8 +167,7 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.optim.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(
             optim, lambda s: lr_factor(s, total_steps, warmup, cfg.optim.min_lr))
-        autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
-                    if cfg.precision == "bf16" else torch.autocast(device.type, enabled=False))
+        amp = autocast(device, cfg.precision)
 
         out_dir.mkdir(parents=True, exist_ok=True)
         log_path = out_dir / "train.log"
@@ -252,7 +188,7 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
                 for batch in source.epoch_batches(clips["train"], batch_size, rng):
                     x = {m: torch.from_numpy(v).to(device, non_blocking=True)
                          for m, v in batch.items()}
-                    with autocast:
+                    with amp:
                         emb = model(x)
                     temps = {n: model.temperature(n) for n in model.log_temperature}
                     terms = loss_terms(emb, mods, cfg.loss, temps, step / max(1, total_steps))
