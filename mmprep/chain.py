@@ -131,13 +131,6 @@ def _file_stamp(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def embed_content_hash(cfg: EmbedConfig) -> str:
-    """Hash of the embed settings that change the cache's content."""
-    return config_hash({k: getattr(cfg, k) for k in
-                        ("video_encoder", "audio_encoder", "text_encoder", "video_tokens",
-                         "captions", "strict", "precision", "dtype")})
-
-
 # --------------------------------------------------------------------------- steps
 def _input_samples(chain: Chain, out: Path, state: dict, opts: ChainOptions
                    ) -> tuple[list, str]:
@@ -203,7 +196,7 @@ def _step_embed(chain: Chain, out: Path, state: dict, opts: ChainOptions, upstre
         raise ConfigError("the pipeline's embed section names no encoder: set e.g. "
                           "embed.video_encoder=efficientnet-lite0 embed.text_encoder=minilm")
     features = out / "features.h5"
-    content = embed_content_hash(chain.embed)
+    content = chain.embed.content_hash()
     key = config_hash({"shards": upstream, "embed": content})
     done = state.get("embed", {})
     if (not redo and done.get("key") == key and features.is_file()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from mmprep.cli.options import (
@@ -134,10 +132,10 @@ def embed(shards, out, pipeline, overrides, resume, overwrite, fail_fast, list_e
                         progress=show_progress(progress_mode, quiet), log=log)
     summary = run_embed(list(shards), out, cfg, opts)
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=1))
+        click.echo(summary.to_json())
     else:
         click.echo(format_summary(summary), err=True)
-    if summary.failed and summary.embedded == 0 and summary.rows == 0:
+    if summary.all_failed:
         raise SystemExit(EXIT_FAILED)
 
 

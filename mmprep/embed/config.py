@@ -51,6 +51,16 @@ class EmbedConfig:
         if self.threads is not None and self.threads < 1:
             raise ValueError("threads must be >= 1")
 
+    # the fields that change the content of the cache (the rest only changes speed)
+    CONTENT_FIELDS = ("video_encoder", "audio_encoder", "text_encoder", "video_tokens",
+                      "captions", "strict", "precision", "dtype")
+
+    def content_hash(self) -> str:
+        """Hash of the settings that change the cache's content."""
+        from mmprep.config import config_hash
+
+        return config_hash({k: getattr(self, k) for k in self.CONTENT_FIELDS})
+
     @property
     def device_list(self) -> list[str]:
         return [d.strip() for d in self.device.split(",") if d.strip()] or ["auto"]

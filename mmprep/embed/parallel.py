@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from mmprep.embed.config import EmbedConfig
 from mmprep.embed.data import ShardTask
-from mmprep.embed.run import Layout, ShardsResult
+from mmprep.embed.encode import Layout, ShardsResult
 from mmprep.errors import MmprepError
 
 
@@ -23,8 +23,8 @@ def _child(rank: int, device: str, tasks: list[ShardTask], layout: Layout, cfg: 
            q, fail_fast: bool) -> None:
     try:
         from mmprep.device import resolve_device
-        from mmprep.embed import load_encoders
-        from mmprep.embed.run import embed_shards
+        from mmprep.embed.encode import embed_shards
+        from mmprep.embed.run import load_encoders
 
         encoders = load_encoders(cfg)
         result = embed_shards(tasks, encoders, layout, cfg, device=resolve_device(device),

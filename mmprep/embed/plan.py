@@ -13,7 +13,7 @@ from mmprep import __version__
 from mmprep.config import config_hash
 from mmprep.embed.config import EmbedConfig
 from mmprep.embed.data import DecodeSpec, ShardTask
-from mmprep.embed.run import Layout
+from mmprep.embed.encode import Layout
 from mmprep.encoders.base import Encoder
 from mmprep.errors import MmprepError
 from mmprep.features import ModalitySpec, layout_signature, read_keys, read_layout
@@ -118,6 +118,7 @@ def build_layout(encoders: dict[str, Encoder], cfg: EmbedConfig,
             tokens=frames if m == "video" else None, captions=m == "text" and cfg.captions,
             attrs=attrs)
     root = {"created_by": f"mmprep embed {__version__}",
+            "embed_content_hash": cfg.content_hash(),
             "shards_pipeline_hash": probe.get("pipeline_hash") or "",
             "shards_pipeline": probe.get("pipeline") or ""}
     return Layout(modalities=mods, attrs=root, decode=decode, dtype=cfg.dtype)

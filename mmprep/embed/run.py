@@ -1,247 +1,225 @@
-"""Embedding shards into part files, one process, one model load per encoder.
+"""The embed run: shards -> one feature cache, resumable.
 
-``embed_shards(tasks, encoders, layout, cfg)`` is the unit an executor runs: it reads the
-shard tasks through a DataLoader (decoding in worker processes, overlapping with the
-forward passes), runs the frozen encoders and writes one part file per shard (a complete
-feature cache of that shard's rows, written atomically) as soon as the shard's last
-sample is embedded. ``mmprep.embed.embed`` plans the tasks and merges the parts.
+Flow: resolve the shards -> load the encoders -> check their declared preprocessing
+against the first sample's metadata (``build_layout``) -> plan one task per shard,
+skipping keys the cache already holds (``resume``) and reusing the part files of an
+interrupted run -> ``embed_shards`` (one process per device, each writing one part file
+per shard under ``OUT.parts/``) -> ``merge_features`` of the existing cache (when
+resuming) and the parts, in shard order, into ``OUT`` (atomic rename) -> parts removed.
+
+Executors call ``embed_shards`` on their share of the tasks (one process, one model load)
+and ``finish`` (the merge) once all parts exist.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from mmprep.device import autocast
 from mmprep.embed.config import EmbedConfig
-from mmprep.embed.data import DecodeSpec, ShardBatches, ShardTask, worker_init
-from mmprep.encoders.base import Encoder
-from mmprep.errors import MmprepError
-from mmprep.features import FeatureWriter, ModalitySpec
+from mmprep.errors import ConfigError, MmprepError
+from mmprep.results import Result
 
 
 @dataclass
-class Layout:
-    """What every part (and the final cache) holds: modality specs and root attributes."""
+class EmbedOptions:
+    """How a run goes, not what it produces."""
 
-    modalities: dict[str, ModalitySpec]
-    attrs: dict[str, Any]
-    decode: DecodeSpec
-    dtype: str = "float32"
-
-
-@dataclass
-class ShardsResult:
-    clips: int = 0
-    captions: int = 0
-    errors: list[dict] = field(default_factory=list)
-    parts: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def configure_threads(cfg: EmbedConfig, device: torch.device, workers: int) -> None:
-    """On CPU, give the models the cores the loader workers leave (no oversubscription)."""
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.num_threads(workers))
-
-
-def segment_mean(rows: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
-    """Mean of ``rows`` per owner index (0..n-1); owners without rows get zeros."""
-    out = torch.zeros((n, rows.shape[1]), dtype=rows.dtype, device=rows.device)
-    out.index_add_(0, owner, rows)
-    counts = torch.bincount(owner, minlength=n).clamp(min=1).to(rows.dtype)
-    return out / counts.unsqueeze(1)
-
-
-class BatchEncoder:
-    """Runs the encoders on one collated batch on the device."""
-
-    def __init__(self, encoders: dict[str, Encoder], layout: Layout, device: torch.device,
-                 cfg: EmbedConfig):
-        self.encoders = encoders
-        self.layout = layout
-        self.device = device
-        self.cfg = cfg
-
-    def _to(self, t: torch.Tensor) -> torch.Tensor:
-        return t.to(self.device, non_blocking=True)
-
-    @torch.inference_mode()
-    def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        n = len(batch["keys"])
-        out: dict[str, torch.Tensor] = {}
-        with autocast(self.device, self.cfg.precision):
-            enc = self.encoders.get("video")
-            if enc is not None:
-                x = enc.input.prepare(self._to(batch["frames"]), torch.float32,
-                                      channels_last=enc.channels_last and self.cfg.channels_last)
-                rows = enc(x)
-                owner = self._to(batch["frame_clip"])
-                out["video"] = segment_mean(rows, owner, n)
-                if self.layout.decode.frames_per_clip:
-                    out["video_tokens"] = rows.view(n, -1, rows.shape[-1])
-            enc = self.encoders.get("audio")
-            if enc is not None:
-                emb = torch.zeros((n, enc.dim), device=self.device)
-                plan = self.layout.decode.audio
-                for owner, mel in batch["mel"]:
-                    rows = enc(enc.input.prepare(self._to(mel), plan, torch.float32))
-                    emb += segment_mean(rows, self._to(owner), n)
-                out["audio"] = emb
-                out["audio_mask"] = self._to(batch["has_audio"])
-            enc = self.encoders.get("text")
-            if enc is not None:
-                # Trimmed / padded by the loader (TokenInput.fit); int32 until on the device.
-                ids, mask = self._to(batch["ids"]).long(), self._to(batch["mask"]).long()
-                out["text"] = (enc(ids, mask) if ids.shape[0]
-                               else torch.zeros((0, enc.dim), device=self.device))
-        return out
-
-
-class _Fetched:
-    """Embeddings of one batch on their way to the host (asynchronously on CUDA)."""
-
-    def __init__(self, batch: dict[str, Any], out: dict[str, torch.Tensor], cuda: bool):
-        self.batch = batch
-        self.event = None
-        if cuda:
-            self.host = {}
-            for k, v in out.items():
-                buf = torch.empty(v.shape, dtype=v.dtype, pin_memory=True)
-                buf.copy_(v, non_blocking=True)
-                self.host[k] = buf
-            self.event = torch.cuda.Event()
-            self.event.record()
-        else:
-            self.host = out
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        if self.event is not None:
-            self.event.synchronize()
-        return {k: v.float().numpy() if v.is_floating_point() else v.numpy()
-                for k, v in self.host.items()}
+    resume: bool = False  # add the missing keys to an existing cache
+    overwrite: bool = False  # replace an existing cache and discard leftover parts
+    fail_fast: bool = False  # stop at the first bad sample
+    progress: bool = True
+    log: Callable[[str], None] | None = None  # notes (conversions, reuse) go here
 
 
 @dataclass
-class _PartBuffer:
-    keys: list[str] = field(default_factory=list)
-    split: list[str] = field(default_factory=list)
-    rows: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    errors: list[dict] = field(default_factory=list)
+class EmbedSummary(Result):
+    """What an embed run did."""
 
-    def add(self, name: str, value: np.ndarray) -> None:
-        self.rows.setdefault(name, []).append(value)
+    out: str
+    shards: int
+    shards_skipped: int  # nothing missing, or a part of an interrupted run reused
+    rows: int  # clips in the cache
+    embedded: int  # clips embedded by this run
+    captions: int  # caption rows embedded by this run
+    failed: int
+    seconds: float
+    errors_file: str | None
+    modalities: dict[str, int] = field(default_factory=dict)
+    conversions: dict[str, list[str]] = field(default_factory=dict)
 
+    @property
+    def samples_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
-def write_part(task: ShardTask, buf: _PartBuffer, layout: Layout) -> str:
-    """Write one shard's rows as a complete feature cache (atomic rename)."""
-    import os
+    @property
+    def all_failed(self) -> bool:
+        """Nothing could be embedded (exit code 1)."""
+        return self.failed > 0 and self.embedded == 0 and self.rows == 0
 
-    attrs = dict(layout.attrs)
-    attrs.update(shard=task.path, shard_bytes=os.path.getsize(task.path) if os.path.exists(
-        task.path) else -1, errors=buf.errors)
-    mods = layout.modalities
-    with FeatureWriter(task.part, mods, attrs=attrs, dtype=layout.dtype) as w:
-        def cat(name: str, dim: tuple[int, ...]) -> np.ndarray:
-            parts = buf.rows.get(name)
-            return np.concatenate(parts) if parts else np.zeros((0, *dim), np.float32)
-
-        data = {m: cat(m, (spec.dim,)) for m, spec in mods.items()}
-        masks = {m: cat(f"{m}_mask", ()).astype(bool) for m, spec in mods.items() if spec.mask}
-        owners = {m: cat(f"{m}_owner", ()).astype(np.int64)
-                  for m, spec in mods.items() if spec.item_level}
-        tokens = {m: cat(f"{m}_tokens", (spec.tokens, spec.dim))
-                  for m, spec in mods.items() if spec.tokens}
-        captions = {m: [c for chunk in buf.rows.get(f"{m}_caption", []) for c in chunk]
-                    for m, spec in mods.items() if spec.captions}
-        w.append(buf.keys, buf.split, data, masks=masks, owners=owners, captions=captions,
-                 tokens=tokens)
-    return task.part
+    def derived(self) -> dict[str, Any]:
+        return {"samples_per_second": round(self.samples_per_second, 3)}
 
 
-def embed_shards(
-    tasks: list[ShardTask],
-    encoders: dict[str, Encoder],
-    layout: Layout,
+def parts_dir_for(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def errors_file_for(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".errors.jsonl")
+
+
+def load_encoders(cfg: EmbedConfig) -> dict[str, Any]:
+    from mmprep.encoders import load_encoder
+
+    if not cfg.encoders:
+        raise ConfigError("no encoder given: set --video-encoder, --audio-encoder and/or "
+                          "--text-encoder (e.g. efficientnet-lite0, minilm; see "
+                          "`mmprep embed --list-encoders`)")
+    return {m: load_encoder(spec, m) for m, spec in cfg.encoders.items()}
+
+
+def finish(out: str | Path, parts: list[Path], *, base: Path | None = None,
+           attrs: dict[str, Any] | None = None) -> tuple[Path, list[dict]]:
+    """Merge ``base`` (an existing cache) and ``parts`` into ``out``; write the errors
+    recorded in the parts to ``OUT.errors.jsonl``; remove the parts. Returns the errors."""
+    from mmprep.features import merge_features, read_layout
+    from mmprep.storage import atomic_write_bytes
+
+    out = Path(out)
+    errors: list[dict] = []
+    for part in parts:
+        raw = read_layout(part)["attrs"].get("errors", "[]")
+        errors.extend(json.loads(raw) if isinstance(raw, str) else raw)
+    sources = ([base] if base is not None else []) + list(parts)
+    if sources:
+        merge_features(sources, out, attrs=attrs)
+    err_path = errors_file_for(out)
+    if errors:
+        lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
+        atomic_write_bytes(err_path, lines.encode("utf-8"))
+    else:
+        err_path.unlink(missing_ok=True)
+    for part in parts:
+        part.unlink(missing_ok=True)
+    pdir = parts_dir_for(out)
+    if pdir.is_dir():
+        for tmp in pdir.glob("*.tmp"):  # left by a killed writer
+            tmp.unlink()
+        if not any(pdir.iterdir()):
+            pdir.rmdir()
+    return out, errors
+
+
+def embed(
+    shards: list[str] | str,
+    out: str | Path,
     cfg: EmbedConfig,
-    *,
-    device: str | torch.device = "cpu",
-    on_batch: Callable[[int, int], None] | None = None,
-    fail_fast: bool = False,
-) -> ShardsResult:
-    """Embed ``tasks`` (shards) with ``encoders`` on ``device``; one part file per task.
-
-    ``on_batch(clips, errors)`` is called after each batch (progress reporting). With
-    ``fail_fast`` the first bad sample raises ``MmprepError``.
-    """
-    device = torch.device(device) if not isinstance(device, torch.device) else device
-    result = ShardsResult()
-    if not tasks:
-        return result
-    t0 = time.perf_counter()
-    workers = min(cfg.num_workers(device.type), len(tasks))
-    configure_threads(cfg, device, workers)
-    for enc in encoders.values():
-        enc.to(device)
-        if cfg.compile:
-            enc.compile()
-    run = BatchEncoder(encoders, layout, device, cfg)
-    loader = torch.utils.data.DataLoader(
-        ShardBatches(tasks, layout.decode), batch_size=None, num_workers=workers,
-        pin_memory=device.type == "cuda", prefetch_factor=cfg.prefetch if workers else None,
-        worker_init_fn=worker_init if workers else None, persistent_workers=False,
+    opts: EmbedOptions | None = None,
+) -> EmbedSummary:
+    """Embed ``shards`` (a folder of complete shards, tar paths, globs or brace patterns)
+    into the feature cache ``out``."""
+    from mmprep.device import resolve_device
+    from mmprep.embed.encode import ShardsResult, embed_shards
+    from mmprep.embed.plan import (
+        build_layout,
+        describe_changes,
+        existing_signature,
+        expected_signature,
+        plan_tasks,
+        resolve_shards,
     )
-    by_index = {t.index: t for t in tasks}
-    buffers: dict[int, _PartBuffer] = {t.index: _PartBuffer() for t in tasks}
+    from mmprep.features import read_keys
+    from mmprep.shards.reader import probe_meta
 
-    def finish(f: _Fetched) -> None:
-        batch = f.batch
-        arrays = f.arrays() if batch["keys"] else {}
-        tasks_of = np.asarray(batch["task"], dtype=np.int64)
-        caption_clip = batch.get("caption_clip")
-        for ti in np.unique(tasks_of):
-            sel = np.flatnonzero(tasks_of == ti)
-            buf = buffers[int(ti)]
-            base = len(buf.keys)
-            buf.keys.extend(batch["keys"][i] for i in sel)
-            buf.split.extend(batch["split"][i] for i in sel)
-            for name in ("video", "audio", "audio_mask", "video_tokens"):
-                if name in arrays:
-                    buf.add(name, arrays[name][sel])
-            if "text" in arrays:
-                cc = caption_clip.numpy()
-                rows = np.flatnonzero(np.isin(cc, sel))
-                buf.add("text", arrays["text"][rows])
-                # clip index within the batch -> row within this part
-                local = {int(c): base + j for j, c in enumerate(sel)}
-                buf.add("text_owner", np.array([local[int(c)] for c in cc[rows]], np.int64))
-                buf.add("text_caption", [batch["captions"][r] for r in rows])
-        result.clips += len(batch["keys"])
-        result.captions += len(batch.get("captions") or [])
-        for err in batch["errors"]:
-            if fail_fast:
-                where = f"sample {err['key']} of " if err["key"] else ""
-                raise MmprepError(f"{where}{err['shard']}: {err['message']}")
-            buffers[err["task"]].errors.append(err)
-            result.errors.append(err)
-        for ti in batch["done"]:
-            result.parts.append(write_part(by_index[ti], buffers.pop(ti), layout))
-        if on_batch is not None:
-            on_batch(len(batch["keys"]), len(batch["errors"]))
+    opts = opts or EmbedOptions()
+    log = opts.log or (lambda msg: None)
+    out = Path(out)
+    t0 = time.perf_counter()
+    shard_list = resolve_shards([shards] if isinstance(shards, str | Path) else list(shards))
+    parts_dir = parts_dir_for(out)
+    if opts.overwrite:
+        out.unlink(missing_ok=True)
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        errors_file_for(out).unlink(missing_ok=True)
+    if out.exists() and not opts.resume:
+        raise MmprepError(f"{out} exists: use --resume to add the missing keys, or "
+                          "--overwrite to replace it")
+    devices = cfg.device_list
+    for dev in devices:
+        resolve_device(dev)
+    encoders = load_encoders(cfg)
+    layout = build_layout(encoders, cfg, probe_meta([p for p, _ in shard_list]))
+    for m, spec in layout.modalities.items():
+        for note in spec.attrs["preprocessing"]["conversions"]:
+            log(f"{m}: {note}")
 
-    pending: _Fetched | None = None
-    for batch in loader:
-        out = run(batch) if batch["keys"] else {}
-        fetched = _Fetched(batch, out, device.type == "cuda")
-        if pending is not None:
-            finish(pending)  # the previous batch, while this one runs on the GPU
-        pending = fetched
-    if pending is not None:
-        finish(pending)
-    result.seconds = time.perf_counter() - t0
-    return result
+    base = None
+    done_keys: set[str] = set()
+    if out.exists():
+        changes = describe_changes(existing_signature(out), expected_signature(layout))
+        if changes:
+            raise MmprepError(f"{out} was made with other settings ({'; '.join(changes)}); "
+                              "use --overwrite to replace it")
+        base = out
+        done_keys = set(read_keys(out))
+    tasks, parts, reused = plan_tasks(shard_list, layout, parts_dir, done_keys)
+    if tasks:
+        parts_dir.mkdir(parents=True, exist_ok=True)
+    if reused:
+        log(f"reusing {len(reused)} part(s) of an interrupted run from {parts_dir}")
+    skipped = len(shard_list) - len(tasks)
+
+    pending = [t.pending for t in tasks]
+    total = sum(pending) if all(p is not None for p in pending) else None
+    bar = None
+    if opts.progress and tasks:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="sample", desc="embed", dynamic_ncols=True)
+    failed = 0
+
+    def on_batch(clips: int, errors: int) -> None:
+        nonlocal failed
+        failed += errors
+        if bar is not None:
+            bar.update(clips + errors)
+            if failed:
+                bar.set_postfix(failed=failed)
+
+    try:
+        if not tasks:
+            result = ShardsResult()
+        elif len(devices) > 1:
+            from mmprep.embed.parallel import embed_on_devices
+
+            del encoders
+            result = embed_on_devices(tasks, layout, cfg, devices, on_batch=on_batch,
+                                      fail_fast=opts.fail_fast)
+        else:
+            result = embed_shards(tasks, encoders, layout, cfg,
+                                  device=resolve_device(devices[0]), on_batch=on_batch,
+                                  fail_fast=opts.fail_fast)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    if parts or base is None:
+        finish(out, parts, base=base, attrs=layout.attrs)
+    rows = len(read_keys(out))
+    err_file = errors_file_for(out)
+    return EmbedSummary(
+        out=str(out), shards=len(shard_list), shards_skipped=skipped, rows=rows,
+        embedded=result.clips, captions=result.captions, failed=len(result.errors),
+        seconds=round(seconds, 3), errors_file=str(err_file) if err_file.exists() else None,
+        modalities={m: s.dim for m, s in layout.modalities.items()},
+        conversions={m: s.attrs["preprocessing"]["conversions"]
+                     for m, s in layout.modalities.items()},
+    )
