@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mmprep import doctor
 from mmprep.cli import cli
 from mmprep.encoders import packaged
+from mmprep.environment import doctor
 from mmprep.errors import MmprepError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -37,7 +37,7 @@ def doctor(path, timeout, as_json):
       mmprep doctor
       mmprep doctor --path /data/out --json | jq '.checks[] | select(.status != "ok")'
     """
-    from mmprep.doctor import format_report, run_doctor
+    from mmprep.environment.doctor import format_report, run_doctor
 
     report = run_doctor(path, timeout=timeout)
     click.echo(report.to_json() if as_json else format_report(report))
