@@ -32,11 +32,21 @@ def plain(value: Any) -> Any:
     return value
 
 
+def json_name(name: str) -> dict[str, str]:
+    """Field metadata giving the field another name in the JSON form (``mean_R@1``)."""
+    return {"json": name}
+
+
+def _names(obj) -> dict[str, str]:
+    """JSON name -> attribute name of a result's fields."""
+    return {f.metadata.get("json", f.name): f.name for f in dataclasses.fields(obj)}
+
+
 class Result:
     """Mixin for result dataclasses; see the module docs."""
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out = {key: plain(getattr(self, attr)) for key, attr in _names(self).items()}
         out.update({k: plain(v) for k, v in self.derived().items()})
         return out
 
@@ -49,9 +59,9 @@ class Result:
 
     # read-only mapping access, as the JSON form
     def __getitem__(self, key: str) -> Any:
-        names = {f.name for f in dataclasses.fields(self)}
+        names = _names(self)
         if key in names:
-            return getattr(self, key)
+            return getattr(self, names[key])
         derived = self.derived()
         if key in derived:
             return derived[key]
@@ -71,4 +81,4 @@ class Result:
             return default
 
     def keys(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self)] + list(self.derived())
+        return list(_names(self)) + list(self.derived())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from mmprep.cli.options import (
@@ -141,10 +139,10 @@ def train_head(features, out_dir, modalities, pipeline, overrides, overwrite, pr
     metrics = train_heads(features, out_dir, cfg, progress=show_progress(progress_mode, quiet),
                           overwrite=overwrite)
     if as_json:
-        click.echo(json.dumps(metrics["eval"], indent=1))
+        click.echo(metrics.eval.to_json())
     else:
-        click.echo(format_eval(metrics["eval"], f"{metrics['eval_split']} split"))
-        click.echo(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.1f} s; "
+        click.echo(format_eval(metrics.eval, f"{metrics.eval_split} split"))
+        click.echo(f"trained {metrics.steps} steps in {metrics.train_seconds:.1f} s; "
                    f"run written to {out_dir}", err=True)
 
 
@@ -181,11 +179,11 @@ def eval_head(run_dir, features, split, device, pair_score, as_json, out_file):
     result = evaluate_run(run_dir, features, split=split, device=device, pair_score=pair_score)
     if out_file:
         with open(out_file, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
+            f.write(result.to_json() + "\n")
     if as_json:
-        click.echo(json.dumps(result, indent=1))
+        click.echo(result.to_json())
     else:
-        click.echo(format_eval(result, f"{result['split']} split"))
+        click.echo(format_eval(result, f"{result.split} split"))
 
 
 @click.command("project")
@@ -206,17 +204,13 @@ def project(run_dir, features, out_file, device, overwrite):
     Example:
       mmprep project runs/gram feats.h5 -o aligned.h5
     """
-    from pathlib import Path
-
-    from mmprep.errors import MmprepError
     from mmprep.heads.evaluate import project_run
 
-    if Path(out_file).exists() and not overwrite:
-        raise MmprepError(f"{out_file} exists (use --overwrite to replace it)")
-    click.echo(str(project_run(run_dir, features, out_file, device=device)))
+    click.echo(str(project_run(run_dir, features, out_file, device=device,
+                               overwrite=overwrite)))
 
 
-def format_eval(result: dict, where: str) -> str:
+def format_eval(result, where: str) -> str:
     lines = [f"retrieval on {result['clips']} clips ({where}, pairs scored by "
              f"{result.get('pair_score', 'cosine')}); rows: "
              + ", ".join(f"{m} {n}" for m, n in result["rows"].items()),

@@ -89,8 +89,8 @@ def build_layout(encoders: dict[str, Encoder], cfg: EmbedConfig,
     if cfg.video_tokens and "video" in encoders:
         frames = (probe.get("video") or {}).get("num_frames")
         if not frames or probe["video"].get("sampling") not in ("uniform", "random"):
-            raise MmprepError("--video-tokens needs the same number of frames in every clip "
-                              "(extract --sampling uniform or random)")
+            raise MmprepError("video_tokens needs the same number of frames in every clip "
+                              "(extract with video.sampling uniform or random)")
     video, text = encoders.get("video"), encoders.get("text")
     decode = DecodeSpec(
         video=plans.get("video"), audio=plans.get("audio"), text=plans.get("text"),
@@ -157,7 +157,7 @@ def existing_signature(path: Path) -> dict[str, Any]:
     try:
         return layout_signature(read_layout(path))
     except MmprepError as exc:
-        raise MmprepError(f"{exc} (use --overwrite to replace it)") from exc
+        raise MmprepError(f"{exc} (overwrite=True, --overwrite, replaces it)") from exc
 
 
 def part_path(parts_dir: Path, shard: str) -> Path:
@@ -193,7 +193,7 @@ def plan_tasks(
                 if changes:
                     raise MmprepError(
                         f"{parts_dir} holds parts of an interrupted run with other settings "
-                        f"({'; '.join(changes)}); use --overwrite to discard them")
+                        f"({'; '.join(changes)}); overwrite=True (--overwrite) discards them")
                 same_shard = lay["attrs"].get("shard_bytes") == os.path.getsize(path)
                 if same_shard and not (done_keys and set(read_keys(part)) & done_keys):
                     parts.append(part)

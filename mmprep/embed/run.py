@@ -80,8 +80,8 @@ def load_encoders(cfg: EmbedConfig) -> dict[str, Any]:
     from mmprep.encoders import load_encoder
 
     if not cfg.encoders:
-        raise ConfigError("no encoder given: set --video-encoder, --audio-encoder and/or "
-                          "--text-encoder (e.g. efficientnet-lite0, minilm; see "
+        raise ConfigError("no encoder given: set video_encoder, audio_encoder and/or text_encoder "
+                          "(--video-encoder ...; e.g. efficientnet-lite0, minilm; see "
                           "`mmprep embed --list-encoders`)")
     return {m: load_encoder(spec, m) for m, spec in cfg.encoders.items()}
 
@@ -150,8 +150,8 @@ def embed(
         shutil.rmtree(parts_dir, ignore_errors=True)
         errors_file_for(out).unlink(missing_ok=True)
     if out.exists() and not opts.resume:
-        raise MmprepError(f"{out} exists: use --resume to add the missing keys, or "
-                          "--overwrite to replace it")
+        raise MmprepError(f"{out} exists: resume=True (--resume) adds the missing keys, "
+                          "overwrite=True (--overwrite) replaces it")
     devices = cfg.device_list
     for dev in devices:
         resolve_device(dev)
@@ -167,7 +167,7 @@ def embed(
         changes = describe_changes(existing_signature(out), expected_signature(layout))
         if changes:
             raise MmprepError(f"{out} was made with other settings ({'; '.join(changes)}); "
-                              "use --overwrite to replace it")
+                              "overwrite=True (--overwrite) replaces it")
         base = out
         done_keys = set(read_keys(out))
     tasks, parts, reused = plan_tasks(shard_list, layout, parts_dir, done_keys)

@@ -63,8 +63,8 @@ class ImageInput:
     def plan(self, meta: dict[str, Any], strict: bool) -> InputPlan:
         video = meta.get("video")
         if not video:
-            raise MmprepError("the shards hold no frames (extracted with --no-video); "
-                              "drop --video-encoder or re-extract with video")
+            raise MmprepError("the shards hold no frames (extracted without video); "
+                              "drop the video encoder or re-extract with video")
         size = video.get("size") or meta.get("size")
         shard = {k: video.get(k) for k in ("size", "resize", "format", "mean", "std",
                                            "sampling", "num_frames")}
@@ -123,8 +123,8 @@ class MelInput:
     def plan(self, meta: dict[str, Any], strict: bool) -> InputPlan:
         audio = meta.get("audio")
         if not audio:
-            raise MmprepError("the shards hold no audio features (extracted with --no-audio); "
-                              "drop --audio-encoder or re-extract with audio")
+            raise MmprepError("the shards hold no audio features (extracted without audio); "
+                              "drop the audio encoder or re-extract with audio")
         shard = {k: audio.get(k) for k in ("sample_rate", "features", "mel_bins", "hop_s",
                                            "window_s", "window", "waveform_scale", "mean",
                                            "std", "shape")}
@@ -153,7 +153,7 @@ class MelInput:
         if wrong:
             raise MmprepError(
                 "the shards' audio features do not match the audio encoder: "
-                + ", ".join(wrong) + "; re-extract with matching --mel-* / --sample-rate "
+                + ", ".join(wrong) + "; re-extract with matching audio settings (--mel-*, --sample-rate) "
                 "options, or use a stand-in such as efficientnet-lite0")
         shape = audio.get("shape") or []
         if self.frames is not None and (len(shape) < 2 or shape[-2] != self.frames):

@@ -36,7 +36,7 @@ def minilm_dir() -> Path:
 
 def load_minilm(spec: str, modality: str, arch: str | None, path: str | None) -> Encoder:
     if modality != "text":
-        raise MmprepError("encoder 'minilm' is a text encoder; use it with --text-encoder")
+        raise MmprepError("encoder 'minilm' is a text encoder; use it as text_encoder (--text-encoder)")
     from mmprep.encoders.hf import load_auto_model
 
     folder = minilm_dir()
@@ -101,8 +101,8 @@ def load_efficientnet_lite0(spec: str, modality: str, arch: str | None,
     elif modality == "audio":
         inp, fwd = MelInput(mode="image"), forward_mel
     else:
-        raise MmprepError("encoder 'efficientnet-lite0' is a vision encoder; use it with "
-                          "--video-encoder, or --audio-encoder (log-mel image stand-in)")
+        raise MmprepError("encoder 'efficientnet-lite0' is a vision encoder; use it as "
+                          "video_encoder, or audio_encoder (log-mel image stand-in)")
     return Encoder(spec="efficientnet-lite0", modality=modality, module=model, dim=1280,
                    input=inp, weights=[weights], forward=fwd, channels_last=True,
                    notes="EfficientNet-Lite0 (ImageNet), global average pool")

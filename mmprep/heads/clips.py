@@ -21,7 +21,7 @@ def resolve_modalities(source_modalities: list[str], cfg: TrainHeadConfig) -> li
     anchor = cfg.loss.anchor
     if anchor not in mods:
         raise ConfigError(f"loss.anchor: {anchor!r} is not among the modalities "
-                          f"({', '.join(mods)}); choose one with --anchor")
+                          f"({', '.join(mods)}); choose one with loss.anchor (--anchor)")
     if len(mods) < 2:
         raise ConfigError("need at least two modalities to align")
     return [anchor] + [m for m in mods if m != anchor]
@@ -51,7 +51,7 @@ def choose_clips(source: FeatureSource, cfg: TrainHeadConfig, mods: list[str],
         out = {}
         for role, name in names:
             if name not in counts:
-                hint = "; or hold out a share with --holdout 0.1" if role == "eval" else ""
+                hint = "; or hold out a share with data.holdout (--holdout 0.1)" if role == "eval" else ""
                 raise MmprepError(f"split {name!r} not found in {source.path.name} "
                                   f"(splits: {listed}){hint}")
             out[role] = np.flatnonzero(usable & (source.split == name))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from mmprep.errors import MmprepError
 from mmprep.features.source import FeatureSource
+from mmprep.heads.results import EvalResult
 
 
 def embed_clips(model, source: FeatureSource, clips: np.ndarray, mods: list[str], device,
@@ -33,7 +33,7 @@ def embed_clips(model, source: FeatureSource, clips: np.ndarray, mods: list[str]
 
 
 def evaluate(model, source: FeatureSource, clips: np.ndarray, mods: list[str], *,
-             device=None, pair_score: str = "cosine") -> dict[str, Any]:
+             device=None, pair_score: str = "cosine") -> EvalResult:
     """R@1/5/10 and median rank for every ordered pair of modalities (``pair_score``:
     cosine, or the sign-blind two-vector volume) and for anchor -> tuple of the
     clip-level others (and back), scored by GRAM volume. ``mods`` starts with the
@@ -61,20 +61,28 @@ def evaluate(model, source: FeatureSource, clips: np.ndarray, mods: list[str], *
             tuples[f"{anchor}->{name}"] = res["forward"]
             tuples[f"{name}->{anchor}"] = res["backward"]
     model.train(was_training)
-    return {
-        "clips": int(len(clips)),
-        "pair_score": pair_score,
-        "rows": {m: int(emb[m].shape[0]) for m in mods},
-        "pairs": pairs,
-        "tuples": tuples,
-        "mean_R@1": float(np.mean([v["R@1"] for v in pairs.values()])),
-    }
+    return EvalResult(
+        clips=int(len(clips)),
+        pair_score=pair_score,
+        rows={m: int(emb[m].shape[0]) for m in mods},
+        pairs=pairs,
+        tuples=tuples,
+        mean_r1=float(np.mean([v["R@1"] for v in pairs.values()])),
+    )
 
 
 def evaluate_run(run_dir: str | Path, features: str | Path, *, split: str | None = None,
-                 device: str = "auto", pair_score: str = "cosine") -> dict[str, Any]:
-    """Evaluate a train-head run on ``features`` (by default on the run's eval rows:
-    its eval split, or its held-out share when it trained with a holdout)."""
+                 device: str = "auto", pair_score: str = "cosine") -> EvalResult:
+    """Evaluate a train-head run on ``features``.
+
+    Args:
+        run_dir: the run folder written by ``train_heads``.
+        features: a feature cache with the run's modalities (same input dimensions).
+        split: the split to evaluate; default: the run's eval rows (its eval split, or
+            its held-out share when it trained with a holdout).
+        device: auto, cpu, cuda or cuda:N.
+        pair_score: cosine, or the sign-blind two-vector volume.
+    """
     from mmprep.device import resolve_device
     from mmprep.heads.clips import choose_clips
     from mmprep.heads.model import load_heads
@@ -89,11 +97,11 @@ def evaluate_run(run_dir: str | Path, features: str | Path, *, split: str | None
             cfg.data.eval_split, cfg.data.holdout = split, 0.0
         clips = choose_clips(source, cfg, mods, need_train=False)["eval"]
         result = evaluate(model, source, clips, mods, device=dev, pair_score=pair_score)
-    result["split"] = (split if split is not None else
-                       (f"holdout {cfg.data.holdout}" if cfg.data.holdout > 0
-                        else cfg.data.eval_split))
-    result["run"] = str(run_dir)
-    result["loss"] = cfg.loss.name
+    result.split = (split if split is not None else
+                    (f"holdout {cfg.data.holdout}" if cfg.data.holdout > 0
+                     else cfg.data.eval_split))
+    result.run = str(run_dir)
+    result.loss = cfg.loss.name
     return result
 
 
@@ -105,9 +113,20 @@ def _check_dims(source: FeatureSource, meta: dict) -> None:
 
 
 def project_run(run_dir: str | Path, features: str | Path, out: str | Path, *,
-                device: str = "auto", chunk: int = 8192) -> Path:
+                device: str = "auto", overwrite: bool = False, chunk: int = 8192) -> Path:
     """Write the projected, unit-norm embeddings of every row of ``features`` as a new
-    feature cache with the same schema (keys, split, owners, masks, captions)."""
+    feature cache with the same schema (keys, split, owners, masks, captions).
+
+    Args:
+        run_dir: the run folder written by ``train_heads``.
+        features: the feature cache to project (the run's modalities and dimensions).
+        out: the new feature cache; never the input itself.
+        device: auto, cpu, cuda or cuda:N.
+        overwrite: replace ``out`` when it exists (refused otherwise).
+        chunk: rows per forward pass.
+
+    Returns the path written.
+    """
     import torch
 
     from mmprep.device import resolve_device
@@ -120,6 +139,8 @@ def project_run(run_dir: str | Path, features: str | Path, out: str | Path, *,
     mods = meta["modalities"]
     if Path(out).resolve() == Path(features).resolve():
         raise MmprepError("the output must not overwrite the input feature cache")
+    if Path(out).exists() and not overwrite:
+        raise MmprepError(f"{out} exists (overwrite=True, --overwrite, replaces it)")
     with FeatureSource(features, mods, loading=cfg.data.loading) as source:
         _check_dims(source, meta)
         modalities = {}

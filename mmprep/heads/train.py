@@ -18,6 +18,7 @@ from mmprep.errors import MmprepError
 from mmprep.features.source import FeatureSource
 from mmprep.heads.clips import choose_clips, resolve_modalities
 from mmprep.heads.config import LossConfig, TrainHeadConfig
+from mmprep.heads.results import TrainResult
 from mmprep.storage import atomic_write_bytes
 
 STATS_ROWS = 50_000  # rows used for the input standardisation statistics
@@ -118,11 +119,18 @@ def lr_factor(step: int, total: int, warmup: int, min_lr: float) -> float:
 
 # --------------------------------------------------------------------------- train
 def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig, *,
-                progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
-    """Train one head per modality on ``features``; write the run to ``out_dir``.
+                progress: bool = True, overwrite: bool = False) -> TrainResult:
+    """Train one projection head per modality on a feature cache and evaluate them.
 
-    Writes ``heads.safetensors``, ``config.json``, ``metrics.json``, ``train.log`` and
-    ``report.png``; returns the metrics dictionary.
+    Args:
+        features: the feature cache (HDF5, see ``mmprep.features``).
+        out_dir: the run folder; it gets ``heads.safetensors``, ``config.json``,
+            ``train.log``, ``report.png`` and, last, ``metrics.json``.
+        cfg: the objective, heads, optimiser, data and runtime settings.
+        progress: draw a progress bar.
+        overwrite: replace an existing run in ``out_dir`` (refused otherwise).
+
+    Returns the run's metrics (``metrics.json``'s content).
     """
     import torch
     from tqdm import tqdm
@@ -133,7 +141,7 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
 
     out_dir = Path(out_dir)
     if (out_dir / "heads.safetensors").exists() and not overwrite:
-        raise MmprepError(f"{out_dir} already holds a run (use --overwrite to replace it)")
+        raise MmprepError(f"{out_dir} already holds a run (overwrite=True, --overwrite, replaces it)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -212,7 +220,7 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
                                **{f"tau_{n}": float(t.detach()) for n, t in temps.items()}}
                         if not math.isfinite(rec["loss"]):
                             raise MmprepError(f"loss is not finite at step {step}; "
-                                              "try a lower --lr or --precision fp32")
+                                              "try a lower optim.lr (--lr) or precision fp32")
                         history.append(rec)
                         window = {}
                         log.write(json.dumps(rec) + "\n")
@@ -223,14 +231,14 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
                 if cfg.data.eval_every and (epoch + 1) % cfg.data.eval_every == 0:
                     val = clips["val"][: cfg.data.val_max_clips]
                     res = evaluate(model, source, val, mods, device=device)
-                    rec = {"step": step, "epoch": epoch + 1, "val_mean_R@1": res["mean_R@1"]}
+                    rec = {"step": step, "epoch": epoch + 1, "val_mean_R@1": res.mean_r1}
                     history.append(rec)
                     log.write(json.dumps(rec) + "\n")
             bar.close()
             train_seconds = time.perf_counter() - t_start
             result = evaluate(model, source, clips["eval"], mods, device=device)
             log.write(f"# eval on {len(clips['eval'])} clips: mean R@1 "
-                      f"{result['mean_R@1']:.4f}\n")
+                      f"{result.mean_r1:.4f}\n")
         split_desc = (f"holdout {cfg.data.holdout}" if cfg.data.holdout > 0
                       else cfg.data.eval_split)
         meta = {
@@ -243,16 +251,16 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
     save_heads(out_dir / "heads.safetensors", model, cfg, meta)
     atomic_write_bytes(out_dir / "config.json",
                        (json.dumps({**meta, "config": to_dict(cfg)}, indent=1) + "\n").encode())
-    metrics = {
-        "loss": cfg.loss.name, "pure": cfg.loss.pure, "eval_split": split_desc,
-        "train_clips": int(len(clips["train"])), "steps": step,
-        "train_seconds": round(train_seconds, 2), "loop_seconds": round(loop_seconds, 3),
-        "samples_per_second": round(step * batch_size / max(loop_seconds, 1e-9), 1),
-        "final_temperatures": {n: float(model.temperature(n).detach())
-                               for n in model.log_temperature},
-        "eval": result, "history": history,
-    }
+    metrics = TrainResult(
+        loss=cfg.loss.name, pure=cfg.loss.pure, eval_split=split_desc,
+        train_clips=int(len(clips["train"])), steps=step,
+        train_seconds=round(train_seconds, 2), loop_seconds=round(loop_seconds, 3),
+        samples_per_second=round(step * batch_size / max(loop_seconds, 1e-9), 1),
+        final_temperatures={n: float(model.temperature(n).detach())
+                            for n in model.log_temperature},
+        eval=result, history=history,
+    )
     write_report(out_dir / "report.png", metrics)
     # written last: a run folder with metrics.json is complete
-    atomic_write_bytes(out_dir / "metrics.json", (json.dumps(metrics, indent=1) + "\n").encode())
+    atomic_write_bytes(out_dir / "metrics.json", (metrics.to_json() + "\n").encode())
     return metrics

@@ -67,7 +67,7 @@ def check_output(store: Store, record: dict[str, Any]) -> None:
     if changes:
         raise MmprepError(
             f"{store.url} holds shards from a different run ({'; '.join(changes)}). "
-            "Use --overwrite to start fresh, or another output folder."
+            "overwrite=True (--overwrite) starts fresh; or use another output folder."
         )
 
 

@@ -211,7 +211,7 @@ class SamplePool:
                 self.terminate()
                 raise EnvironmentProblem(
                     "worker processes die before processing anything ("
-                    + message.format(stage="start-up") + "); run with --workers 0 to see "
+                    + message.format(stage="start-up") + "); run with workers=0 (--workers 0) to see "
                     f"the error in this process; {DOCTOR_HINT}")
         else:
             self.start_failures = 0

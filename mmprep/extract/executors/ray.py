@@ -43,7 +43,7 @@ def _import_ray():
         import ray
     except ImportError as exc:
         raise MmprepError(
-            "--executor ray needs Ray, which is not installed: pip install 'mmprep[ray]'"
+            "executor 'ray' needs Ray, which is not installed: pip install 'mmprep[ray]'"
         ) from exc
     return ray
 
@@ -71,7 +71,7 @@ def run_ray(
         if wanted > have:
             raise MmprepError(
                 f"each Ray task asks for {wanted:g} {name}(s) but the cluster has {have:g}; "
-                f"lower --ray-{name.lower()}s or add nodes"
+                f"lower {name.lower()}s_per_task (--ray-{name.lower()}s) or add nodes"
             )
     workers = pool.workers if pool and pool.workers is not None else max(1, int(opts.cpus_per_task))
     pool_data = asdict(pool or PoolOptions())

@@ -33,9 +33,9 @@ def task_slot(opts: SlurmOptions, environ=None) -> tuple[int, int]:
         task = raw // max(1, int(env.get("SLURM_ARRAY_TASK_STEP") or 1))
     if task is None or count is None:
         raise MmprepError(
-            "--executor slurm needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (submit "
+            "executor 'slurm' needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (submit "
             "the command as a job array, see examples/slurm_extract.sbatch) or "
-            "--task-id and --task-count"
+            "task_id and task_count (--task-id, --task-count)"
         )
     if count < 1 or not 0 <= task < count:
         raise MmprepError(f"task id {task} is not within 0..{count - 1}")
