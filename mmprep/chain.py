@@ -209,7 +209,8 @@ def _step_embed(chain: Chain, out: Path, state: dict, opts: ChainOptions, upstre
         redo = True
     elif started and not redo and done.get("content") not in (None, content):
         raise MmprepError(f"{features} was written with other embed settings; rerun with "
-                          "redo='embed' (--redo embed) to replace it, or overwrite (--overwrite) to redo every step")
+                          "redo='embed' (--redo embed) to replace it, or overwrite "
+                          "(--overwrite) to redo every step")
     state["embed"] = {"upstream": upstream, "content": content}  # in progress
     _write_state(out, state)
     opts.log(f"embed: {out / 'shards'} -> {features}")

@@ -153,8 +153,8 @@ class MelInput:
         if wrong:
             raise MmprepError(
                 "the shards' audio features do not match the audio encoder: "
-                + ", ".join(wrong) + "; re-extract with matching audio settings (--mel-*, --sample-rate) "
-                "options, or use a stand-in such as efficientnet-lite0")
+                + ", ".join(wrong) + "; re-extract with matching audio settings "
+                "(--mel-*, --sample-rate), or use a stand-in such as efficientnet-lite0")
         shape = audio.get("shape") or []
         if self.frames is not None and (len(shape) < 2 or shape[-2] != self.frames):
             plan.mel_frames = self.frames

@@ -36,7 +36,8 @@ def minilm_dir() -> Path:
 
 def load_minilm(spec: str, modality: str, arch: str | None, path: str | None) -> Encoder:
     if modality != "text":
-        raise MmprepError("encoder 'minilm' is a text encoder; use it as text_encoder (--text-encoder)")
+        raise MmprepError("encoder 'minilm' is a text encoder; use it as text_encoder "
+                          "(--text-encoder)")
     from mmprep.encoders.hf import load_auto_model
 
     folder = minilm_dir()

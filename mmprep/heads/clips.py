@@ -51,7 +51,8 @@ def choose_clips(source: FeatureSource, cfg: TrainHeadConfig, mods: list[str],
         out = {}
         for role, name in names:
             if name not in counts:
-                hint = "; or hold out a share with data.holdout (--holdout 0.1)" if role == "eval" else ""
+                hint = ("; or hold out a share with data.holdout (--holdout 0.1)"
+                        if role == "eval" else "")
                 raise MmprepError(f"split {name!r} not found in {source.path.name} "
                                   f"(splits: {listed}){hint}")
             out[role] = np.flatnonzero(usable & (source.split == name))

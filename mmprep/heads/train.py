@@ -141,7 +141,8 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
 
     out_dir = Path(out_dir)
     if (out_dir / "heads.safetensors").exists() and not overwrite:
-        raise MmprepError(f"{out_dir} already holds a run (overwrite=True, --overwrite, replaces it)")
+        raise MmprepError(f"{out_dir} already holds a run (overwrite=True, --overwrite, "
+                          "replaces it)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)

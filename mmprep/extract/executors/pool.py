@@ -211,8 +211,8 @@ class SamplePool:
                 self.terminate()
                 raise EnvironmentProblem(
                     "worker processes die before processing anything ("
-                    + message.format(stage="start-up") + "); run with workers=0 (--workers 0) to see "
-                    f"the error in this process; {DOCTOR_HINT}")
+                    + message.format(stage="start-up") + "); run with workers=0 "
+                    f"(--workers 0) to see the error in this process; {DOCTOR_HINT}")
         else:
             self.start_failures = 0
         self.orphans.extend(worker.queue)
