@@ -32,6 +32,7 @@ from mmprep.embed.config import EmbedConfig
 from mmprep.errors import ConfigError, MmprepError
 from mmprep.extract.sample import ExtractConfig
 from mmprep.heads.config import TrainHeadConfig
+from mmprep.results import Result
 
 STEPS = ("extract", "embed", "train_head")
 SECTIONS = {"extract": ExtractConfig, "embed": EmbedConfig, "train_head": TrainHeadConfig}
@@ -263,11 +264,34 @@ def _step_train(chain: Chain, out: Path, state: dict, opts: ChainOptions, upstre
 
 
 # --------------------------------------------------------------------------- chain
+@dataclass
+class ChainResult(Result):
+    """What ``mmprep run`` did: each step's summary and the side-by-side results
+    (``results.json``'s content); ``embed``/``results`` are None for steps not run."""
+
+    pipeline: str
+    out: str
+    extract: dict[str, Any]
+    embed: dict[str, Any] | None = None
+    results: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_dict().items() if v is not None}
+
+
 def run_chain(chain: Chain, out: str | Path, opts: ChainOptions | None = None,
-              redo: str | None = None) -> dict[str, Any]:
-    """Run ``chain`` into ``out`` up to ``chain.run.until``; ``redo`` names the first
-    step to redo from scratch (later ones are redone too). Returns the results
-    (``results.json``'s content; only the step summaries when train_head is not run)."""
+              redo: str | None = None) -> ChainResult:
+    """Run a chain (extract -> embed -> train-head per loss), resuming finished steps.
+
+    Args:
+        chain: the chain (``load_chain``): its sections and ``run`` settings.
+        out: the chain's folder (shards, features.h5, runs/, results, chain.json).
+        opts: how the run goes (workers, progress, log, overwrite).
+        redo: the first step to redo from scratch (later ones are redone too).
+
+    Returns the step summaries and, when train_head ran, the results table.
+    """
     opts = opts or ChainOptions()
     out = Path(out)
     if redo is not None and redo not in STEPS:
@@ -286,24 +310,23 @@ def run_chain(chain: Chain, out: str | Path, opts: ChainOptions | None = None,
     first_redo = STEPS.index(redo) if redo else len(STEPS)
     last = STEPS.index(chain.run.until)
     t0 = time.perf_counter()
-    summary: dict[str, Any] = {"pipeline": chain.name, "out": str(out)}
-
     state["extract"] = _step_extract(chain, out, state, opts, redo=first_redo <= 0)
     _write_state(out, state)
-    summary["extract"] = state["extract"]["summary"]
+    summary = ChainResult(pipeline=chain.name, out=str(out),
+                          extract=state["extract"]["summary"])
     if last >= 1:
         state["embed"] = _step_embed(chain, out, state, opts, state["extract"]["key"],
                                      redo=first_redo <= 1)
         _write_state(out, state)
-        summary["embed"] = state["embed"]["summary"]
+        summary.embed = state["embed"]["summary"]
     if last >= 2:
         runs = _step_train(chain, out, state, opts, state["embed"]["key"],
                            redo=first_redo <= 2)
-        summary["results"] = results_table(runs)
-        summary["seconds"] = round(time.perf_counter() - t0, 1)
+        summary.results = results_table(runs)
+        summary.seconds = round(time.perf_counter() - t0, 1)
         write_results(out, summary, runs)
     else:
-        summary["seconds"] = round(time.perf_counter() - t0, 1)
+        summary.seconds = round(time.perf_counter() - t0, 1)
     return summary
 
 
@@ -346,12 +369,12 @@ def format_results(results: dict[str, Any], markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
-def write_results(out: Path, summary: dict[str, Any], runs: dict[str, dict]) -> None:
+def write_results(out: Path, summary: ChainResult, runs: dict[str, dict]) -> None:
     from mmprep.heads.report import write_comparison
     from mmprep.storage import atomic_write_bytes
 
-    atomic_write_bytes(out / "results.json", (json.dumps(summary, indent=1) + "\n").encode())
-    text = (f"# {summary['pipeline']}: retrieval of the train-head runs\n\n"
-            + format_results(summary["results"], markdown=True))
+    atomic_write_bytes(out / "results.json", (summary.to_json() + "\n").encode())
+    text = (f"# {summary.pipeline}: retrieval of the train-head runs\n\n"
+            + format_results(summary.results, markdown=True))
     atomic_write_bytes(out / "results.md", text.encode("utf-8"))
     write_comparison(out / "report.png", runs)

@@ -71,7 +71,7 @@ def test_quickstart_chain_writes_every_artifact(chain_out):
         r1 = metrics["eval"]["pairs"]["text->video"]["R@1"]
         assert 0.0 <= r1 <= 1.0
     results = json.loads((out / "results.json").read_text())
-    assert results == json.loads(json.dumps(summary))
+    assert results == json.loads(summary.to_json())
     table = results["results"]["directions"]
     assert set(table["video->audio"]) == {"gram", "pmrl", "infonce"}
     assert "text->(video,audio)" in table

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from mmprep.cli.options import handle_errors, progress_option, show_progress
@@ -77,12 +75,12 @@ def run(pipeline, manifest, out_dir, overrides, until, redo, overwrite, workers,
                         progress=show_progress(progress_mode, quiet), log=log)
     summary = run_chain(chain, out_dir, opts, redo=redo.replace("-", "_") if redo else None)
     if as_json:
-        click.echo(json.dumps(summary, indent=1))
+        click.echo(summary.to_json())
         return
-    if "results" in summary:
-        click.echo(format_results(summary["results"]))
+    if summary.results is not None:
+        click.echo(format_results(summary.results))
         click.echo(f"\nruns in {out_dir}/runs/, table in {out_dir}/results.md, figure in "
-                   f"{out_dir}/report.png ({summary['seconds']:.0f} s)", err=True)
+                   f"{out_dir}/report.png ({summary.seconds:.0f} s)", err=True)
     else:
-        click.echo(f"stopped after {chain.run.until} ({summary['seconds']:.0f} s); outputs "
+        click.echo(f"stopped after {chain.run.until} ({summary.seconds:.0f} s); outputs "
                    f"in {out_dir}", err=True)
