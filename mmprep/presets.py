@@ -3,6 +3,11 @@
 A pipeline file has a ``name``, a ``description`` and one section per step
 (``extract``, and for whole chains ``embed`` and ``train_head``). ``--pipeline`` takes a
 preset name or a path to such a file; command-line options override its values.
+
+``base: NAME_OR_PATH`` makes a pipeline start from another one: its sections are merged
+key by key over the base's (mappings are merged, other values replaced), so a variant
+states only what it changes. Normalisation statistics may be named (``mean: clip``, see
+``mmprep.media.norms``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ def list_presets() -> list[dict[str, Any]]:
     """Name, description and steps of every shipped preset."""
     out = []
     for path in sorted(preset_dir().glob("*.yaml")):
-        data = load_yaml(path)
+        data = load_pipeline(str(path))
         steps = [k for k in ("extract", "embed", "train_head") if k in data]
         out.append({
             "name": data.get("name", path.stem),
@@ -46,8 +51,34 @@ def resolve_pipeline(name_or_path: str) -> Path:
     raise ConfigError(f"unknown pipeline {name_or_path!r} (presets: {names}; or give a .yaml path)")
 
 
-def load_pipeline(name_or_path: str) -> dict[str, Any]:
-    return load_yaml(resolve_pipeline(name_or_path))
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_pipeline(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A pipeline's content, with its ``base`` (if any) merged under it."""
+    path = resolve_pipeline(name_or_path)
+    key = str(path.resolve())
+    if key in _seen:
+        raise ConfigError(f"pipeline {name_or_path!r}: its base chain loops ({path})")
+    data = load_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be a preset name or a YAML path")
+    if not Path(base).is_absolute() and (base.endswith((".yaml", ".yml")) or "/" in base):
+        base = str(path.parent / base)
+    parent = load_pipeline(base, (*_seen, key))
+    parent.pop("name", None)
+    parent.pop("description", None)
+    return _merge(parent, data)
 
 
 def build_config(

@@ -35,9 +35,9 @@ from mmprep.encoders.base import (
     pooled,
 )
 from mmprep.errors import MmprepError
+from mmprep.media.norms import PIXEL_NORMS
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_MEAN, CLIP_STD = PIXEL_NORMS["clip"]
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 VISION_TYPES = ("vit", "clip_vision_model", "dinov2", "deit", "beit", "siglip_vision_model",
                 "vit_mae", "convnext", "resnet", "swin", "dinov3_vit")

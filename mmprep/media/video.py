@@ -20,6 +20,7 @@ import numpy as np
 from mmprep.errors import SampleError
 from mmprep.media.frames import Interpolation, ResizeMode, normalize_rotation, plan_geometry, render
 from mmprep.media.io import open_media
+from mmprep.media.norms import pixel_norm
 
 Sampling = Literal["uniform", "random", "fps", "keyframes"]
 
@@ -41,12 +42,15 @@ class VideoConfig:
     interpolation: Interpolation = "bicubic"
     format: Literal["jpg", "raw"] = "jpg"
     jpeg_quality: int = 90
-    mean: tuple[float, float, float] | None = None  # recorded for trainers; pixels stay uint8
-    std: tuple[float, float, float] | None = None
+    # recorded for trainers (pixels stay uint8); a name from media.norms (clip, imagenet)
+    mean: tuple[float, float, float] | str | None = None
+    std: tuple[float, float, float] | str | None = None
     threads: int = 1  # decoder and scaler threads (0: let FFmpeg choose)
     seek: bool = True  # seek to the nearest keyframe before far targets
 
     def __post_init__(self) -> None:
+        self.mean = pixel_norm(self.mean, "mean")
+        self.std = pixel_norm(self.std, "std")
         if self.num_frames < 1:
             raise ValueError("num_frames must be >= 1")
         if self.fps <= 0:
