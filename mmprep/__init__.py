@@ -1,7 +1,98 @@
-"""mmprep: raw video/audio/text datasets to training-ready multimodal artifacts."""
+"""mmprep: raw video/audio/text datasets to training-ready multimodal artifacts.
+
+The public API, one call per stage (each name is imported from its module on first use,
+so ``import mmprep`` stays light). ``mmprep.extract`` and ``mmprep.embed`` are the
+stages' packages; their run functions are ``run_extract`` and ``run_embed`` here::
+
+    samples = mmprep.read_manifest("videos.csv")
+    mmprep.run_extract(samples, "shards/", mmprep.ExtractConfig())      # -> RunSummary
+    mmprep.inspect_path("shards/")                                      # -> InspectReport
+    mmprep.run_embed("shards/", "features.h5",
+                     mmprep.EmbedConfig(video_encoder="efficientnet-lite0"))  # -> EmbedSummary
+    mmprep.train_heads("features.h5", "runs/gram", mmprep.TrainHeadConfig())  # -> TrainResult
+    mmprep.evaluate_run("runs/gram", "features.h5")                     # -> EvalResult
+    mmprep.run_chain(mmprep.load_chain("quickstart"), "demo/chain")     # -> ChainResult
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from mmprep.errors import ConfigError, MmprepError  # noqa: E402
+from mmprep.errors import (  # noqa: E402
+    ConfigError,
+    EnvironmentProblem,
+    MmprepError,
+    SampleError,
+    UsageError,
+)
 
-__all__ = ["ConfigError", "MmprepError", "__version__"]
+# public name -> (module that defines it, its name there)
+_ALIASES = {"run_extract": ("mmprep.extract", "extract"),
+            "run_embed": ("mmprep.embed", "embed")}
+_API: dict[str, str] = {
+    # manifests
+    "Sample": "mmprep.manifest",
+    "read_manifest": "mmprep.manifest",
+    # media, one clip at a time
+    "VideoConfig": "mmprep.media.video",
+    "sample_frames": "mmprep.media.video",
+    "AudioConfig": "mmprep.media.audio",
+    "audio_features": "mmprep.media.audio",
+    "TextConfig": "mmprep.media.text",
+    "tokenize": "mmprep.media.text",
+    # extract: manifest -> shards
+    "ExtractConfig": "mmprep.extract",
+    "RunOptions": "mmprep.extract",
+    "RunSummary": "mmprep.extract",
+    "retry_failed": "mmprep.extract",
+    # shards
+    "ShardConfig": "mmprep.shards",
+    "InspectReport": "mmprep.shards",
+    "inspect_path": "mmprep.shards",
+    "shard_files": "mmprep.shards",
+    "read_stats": "mmprep.shards",
+    # embed: shards -> feature cache
+    "EmbedConfig": "mmprep.embed",
+    "EmbedOptions": "mmprep.embed",
+    "EmbedSummary": "mmprep.embed",
+    # feature caches
+    "FeatureSet": "mmprep.features",
+    "Modality": "mmprep.features",
+    "FeatureSource": "mmprep.features",
+    "read_features": "mmprep.features",
+    "write_features": "mmprep.features",
+    # alignment heads
+    "TrainHeadConfig": "mmprep.heads.config",
+    "train_heads": "mmprep.heads.train",
+    "evaluate_run": "mmprep.heads.evaluate",
+    "project_run": "mmprep.heads.evaluate",
+    "load_heads": "mmprep.heads.model",
+    "TrainResult": "mmprep.heads.results",
+    "EvalResult": "mmprep.heads.results",
+    # the whole chain
+    "load_chain": "mmprep.chain",
+    "run_chain": "mmprep.chain",
+    "ChainOptions": "mmprep.chain",
+    "ChainResult": "mmprep.chain",
+    # the environment
+    "run_doctor": "mmprep.environment.doctor",
+}
+
+__all__ = sorted([*_API, *_ALIASES, "ConfigError", "EnvironmentProblem", "MmprepError", "SampleError",
+                  "UsageError", "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module, attr = _ALIASES.get(name) or (_API.get(name), name)
+    if module is None:
+        raise AttributeError(f"module 'mmprep' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -51,3 +51,15 @@ def test_shell_completion():
 def test_unknown_command():
     result = CliRunner().invoke(cli, ["nope"])
     assert result.exit_code == 2
+
+
+def test_public_api_resolves_and_stays_light():
+    code = ("import sys, mmprep\n"
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n"
+            "for name in mmprep.__all__:\n"
+            "    assert getattr(mmprep, name) is not None, name\n"
+            "assert callable(mmprep.run_extract) and callable(mmprep.run_embed)\n"
+            "import mmprep.extract, mmprep.embed\n"
+            "assert mmprep.run_extract is mmprep.extract.extract\n"
+            "assert mmprep.run_embed is mmprep.embed.embed\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -112,7 +112,8 @@ def test_bench_heads_small(tmp_path):
     assert [(r["B"], r["k"]) for r in out["gram_volumes"]] == [(64, 3), (64, 4)]
     for r in out["gram_volumes"]:
         assert r["max_abs_diff_vs_naive_fp64"] < 1e-5
-        assert r["speedup_vs_naive"] > 0
+        assert r["speedup_vs_naive"] == pytest.approx(r["naive_s"] / r["fast_s"])
+        assert r["fast_s"] > 0 and r["naive_s"] > 0
     assert all(r["max_abs_diff_sigma"] < 1e-5 for r in out["pmrl"])
     assert json.loads((tmp_path / "b.json").read_text()) == out
     res = run("bench", "heads", "--only", "gram", "--sizes", "32", "--k", "3", "--dim", "16",

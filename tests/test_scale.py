@@ -245,13 +245,27 @@ def test_progress_survives_a_background_thread_reading_stats(sample_data, tmp_pa
     """Reading stats while a run writes them never sees a half-written file."""
     out = tmp_path / "out"
     seen: list[int] = []
+    unreadable: list[str] = []
+    crashed: list[BaseException] = []
     stop = threading.Event()
 
     def reader():
-        from mmprep.shards import read_stats
-
-        while not stop.is_set():
-            seen.append(len(read_stats(out)) if out.exists() else 0)
+        try:
+            while not stop.is_set():
+                complete = 0
+                for path in sorted(out.glob("*.stats.json")) if out.exists() else []:
+                    try:
+                        stats = json.loads(path.read_bytes())
+                    except FileNotFoundError:
+                        continue  # listed, then replaced: not a half-written file
+                    except ValueError as exc:  # truncated or half-written JSON
+                        unreadable.append(f"{path.name}: {exc}")
+                        continue
+                    assert isinstance(stats, dict) and stats["count"]["input"] == 1
+                    complete += 1
+                seen.append(complete)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            crashed.append(exc)
 
     t = threading.Thread(target=reader)
     t.start()
@@ -260,4 +274,6 @@ def test_progress_survives_a_background_thread_reading_stats(sample_data, tmp_pa
     finally:
         stop.set()
         t.join()
-    assert max(seen) <= 6 and seen == sorted(seen)
+    assert not crashed, crashed
+    assert not unreadable, unreadable
+    assert seen and max(seen) <= 6 and seen == sorted(seen)
