@@ -21,13 +21,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from mmprep.errors import (  # noqa: E402
-    ConfigError,
-    EnvironmentProblem,
-    MmprepError,
-    SampleError,
-    UsageError,
-)
+from mmprep.errors import ConfigError as ConfigError  # noqa: E402
+from mmprep.errors import EnvironmentProblem as EnvironmentProblem  # noqa: E402
+from mmprep.errors import MmprepError as MmprepError  # noqa: E402
+from mmprep.errors import SampleError as SampleError  # noqa: E402
+from mmprep.errors import UsageError as UsageError  # noqa: E402
+
+_ERRORS = ["ConfigError", "EnvironmentProblem", "MmprepError", "SampleError", "UsageError"]
 
 # public name -> (module that defines it, its name there)
 _ALIASES = {"run_extract": ("mmprep.extract", "extract"),
@@ -81,8 +81,7 @@ _API: dict[str, str] = {
     "run_doctor": "mmprep.environment.doctor",
 }
 
-__all__ = sorted([*_API, *_ALIASES, "ConfigError", "EnvironmentProblem", "MmprepError", "SampleError",
-                  "UsageError", "__version__"])
+__all__ = sorted([*_API, *_ALIASES, *_ERRORS, "__version__"])
 
 
 def __getattr__(name: str) -> Any:
