@@ -14,7 +14,8 @@ from mmprep.cli.options import (
     show_progress,
 )
 from mmprep.cli.run_options import build_run_options, report, run_options
-from mmprep.extract.sample import ExtractConfig
+from mmprep.extract import ExtractConfig
+from mmprep.manifest import FORMATS
 
 EXTRACT_OPTIONS = [
     # video
@@ -73,7 +74,7 @@ EXTRACT_OPTIONS = [
               help="Output folder for shards, stats and errors.jsonl.")
 @click.option("--pipeline", help="Preset name (see `mmprep pipelines list`) or YAML path.")
 @click.option("--format", "manifest_format",
-              type=click.Choice(["csv", "tsv", "jsonl", "json", "parquet", "folder"]),
+              type=click.Choice(FORMATS),
               help="Manifest format (default: from the file name or content).")
 @click.option("--root", type=click.Path(file_okay=False),
               help="Folder that relative media paths are resolved against "

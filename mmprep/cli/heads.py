@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import click
 
 from mmprep.cli.options import (
@@ -12,7 +14,7 @@ from mmprep.cli.options import (
     progress_option,
     show_progress,
 )
-from mmprep.heads.config import TrainHeadConfig
+from mmprep.heads.config import Device, PairScore, TrainHeadConfig
 
 TRAIN_OPTIONS = [
     # objective
@@ -150,9 +152,9 @@ def train_head(features, out_dir, modalities, pipeline, overrides, overwrite, pr
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("features", type=click.Path(dir_okay=False))
 @click.option("--split", help="Split to evaluate (default: the run's eval split or holdout).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+@click.option("--device", type=click.Choice(get_args(Device)), default="auto",
               show_default=True)
-@click.option("--pair-score", type=click.Choice(["cosine", "volume"]), default="cosine",
+@click.option("--pair-score", type=click.Choice(get_args(PairScore)), default="cosine",
               show_default=True,
               help="Score of the pairwise retrieval: cosine, or the two-vector GRAM volume "
                    "sqrt(1 - cos^2), which ignores the sign of the vectors like the GRAM and "
@@ -191,7 +193,7 @@ def eval_head(run_dir, features, split, device, pair_score, as_json, out_file):
 @click.argument("features", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out_file", required=True, type=click.Path(dir_okay=False),
               help="Output feature cache (HDF5) of projected, unit-norm embeddings.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+@click.option("--device", type=click.Choice(get_args(Device)), default="auto",
               show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @handle_errors

@@ -8,32 +8,43 @@ from collections.abc import Callable
 import click
 
 from mmprep.cli.options import EXIT_FAILED
+from mmprep.config import choices_of, field_info
+from mmprep.extract import RunOptions
 
 EXIT_TOO_MANY_FAILURES = 3
+
+
+def _default(path: str):
+    return field_info(RunOptions, path)[1]
+
 
 _OPTIONS = [
     click.option("--workers", "run__workers", type=click.IntRange(0),
                  help="Worker processes (default: one per available core; 0: run in this "
                       "process, without timeouts)."),
     click.option("--sample-timeout", "run__sample_timeout", type=click.FloatRange(0),
-                 default=300.0, show_default=True,
+                 default=_default("pool.sample_timeout"), show_default=True,
                  help="Seconds one sample may take before it is abandoned as an error and "
                       "its worker replaced (0: no limit)."),
     click.option("--max-failure-rate", "run__max_failure_rate", type=click.FloatRange(0, 1),
                  help="Exit with code 3 when more than this fraction of samples failed "
                       "(default: no limit)."),
-    click.option("--executor", "run__executor", type=click.Choice(["local", "ray", "slurm"]),
-                 default="local", show_default=True,
+    click.option("--executor", "run__executor",
+                 type=click.Choice(choices_of(RunOptions, "executor")),
+                 default=_default("executor"), show_default=True,
                  help="local: process pool on this machine; ray: one Ray task per shard; "
                       "slurm: this job-array task's share of the shards."),
     click.option("--ray-address", "run__ray_address",
                  help="Ray cluster to join (default: RAY_ADDRESS, else a local instance)."),
-    click.option("--ray-cpus", "run__ray_cpus", type=click.FloatRange(0), default=1.0,
-                 show_default=True, help="CPUs per Ray task (also its worker processes)."),
-    click.option("--ray-gpus", "run__ray_gpus", type=click.FloatRange(0), default=0.0,
-                 show_default=True, help="GPUs per Ray task."),
-    click.option("--ray-retries", "run__ray_retries", type=click.IntRange(0), default=3,
-                 show_default=True, help="Retries of a Ray task whose worker or node died."),
+    click.option("--ray-cpus", "run__ray_cpus", type=click.FloatRange(0),
+                 default=_default("ray.cpus_per_task"), show_default=True,
+                 help="CPUs per Ray task (also its worker processes)."),
+    click.option("--ray-gpus", "run__ray_gpus", type=click.FloatRange(0),
+                 default=_default("ray.gpus_per_task"), show_default=True,
+                 help="GPUs per Ray task."),
+    click.option("--ray-retries", "run__ray_retries", type=click.IntRange(0),
+                 default=_default("ray.retries"), show_default=True,
+                 help="Retries of a Ray task whose worker or node died."),
     click.option("--task-id", "run__task_id", type=click.IntRange(0),
                  help="slurm: this task's id (default: from SLURM_ARRAY_TASK_ID)."),
     click.option("--task-count", "run__task_count", type=click.IntRange(1),
@@ -49,7 +60,6 @@ def run_options(func: Callable) -> Callable:
 
 def build_run_options(kwargs: dict, **fields):
     """RunOptions from the ``run__*`` options in ``kwargs`` (removed from it)."""
-    from mmprep.extract import RunOptions
     from mmprep.extract.executors.local import PoolOptions
     from mmprep.extract.executors.ray import RayOptions
     from mmprep.extract.executors.slurm import SlurmOptions

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mmprep.cli.options import handle_errors, progress_option, show_progress
+from mmprep.synthetic.clips import MANIFEST_FORMATS
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -32,7 +33,7 @@ def _size(text: str) -> tuple[int, int]:
 @click.option("--test-fraction", default=0.25, show_default=True,
               type=click.FloatRange(0, 1), help="Share of clips in split 'test'.")
 @click.option("--format", "manifest_format", default="jsonl", show_default=True,
-              type=click.Choice(["jsonl", "csv", "tsv"]), help="Manifest format.")
+              type=click.Choice(MANIFEST_FORMATS), help="Manifest format.")
 @progress_option
 @handle_errors
 def sample_data(out_dir, count, seed, seconds, fps, size, captions_per_clip, test_fraction,

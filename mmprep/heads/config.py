@@ -7,6 +7,8 @@ from typing import Literal
 
 LossName = Literal["gram", "pmrl", "infonce"]
 Pairs = Literal["anchor", "all"]
+Device = Literal["auto", "cpu", "cuda"]
+PairScore = Literal["cosine", "volume"]  # pairwise retrieval score (eval-head)
 
 
 @dataclass
@@ -117,7 +119,7 @@ class TrainHeadConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the heads' matmuls
     threads: int = 0  # torch CPU threads (0: torch's default)
     log_every: int = 20  # steps between log lines

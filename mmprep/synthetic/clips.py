@@ -179,6 +179,9 @@ def write_sample_data(
     return write_manifest(rows, out_dir, manifest_format)
 
 
+MANIFEST_FORMATS = ("jsonl", "csv", "tsv")
+
+
 def write_manifest(rows: list[dict], out_dir: Path, manifest_format: str) -> Path:
     if manifest_format == "jsonl":
         path = out_dir / "manifest.jsonl"
