@@ -15,13 +15,16 @@ import shutil
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmprep.bench import machine_description
 from mmprep.media.video import VideoConfig, sample_frames
+from mmprep.results import Result
 
 
 def default_cache_dir() -> Path:
@@ -124,6 +127,35 @@ def _time(fn, repeat: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+@dataclass(kw_only=True)
+class DecodeBench(Result):
+    """Seconds to sample ``frames`` frames from one video: mmprep's seeking sampler vs
+    (a) PyAV decoding every frame and (b) one ffmpeg process per frame (median of
+    ``repeat`` runs each). The goal ratios are ``speedup_vs_pyav_decode_all`` and
+    ``speedup_vs_ffmpeg_cli`` (times faster than the baseline); the ffmpeg fields are
+    None when that baseline did not run."""
+
+    video: str
+    duration_s: float
+    resolution: str  # WIDTHxHEIGHT
+    codec: str
+    fps: float | None
+    frames: int
+    threads: int
+    repeat: int
+    mmprep_s: float
+    mmprep_decoded_frames: int
+    mmprep_seeks: int
+    stream_frames: int | None
+    pyav_decode_all_s: float
+    speedup_vs_pyav_decode_all: float
+    same_frames_as_pyav: bool
+    ffmpeg_cli_s: float | None = None
+    speedup_vs_ffmpeg_cli: float | None = None
+    max_mean_abs_diff_vs_ffmpeg: float | None = None  # pixel values, 0..255
+    machine: str
+
+
 def bench_decode(
     video: str | Path,
     *,
@@ -131,36 +163,43 @@ def bench_decode(
     threads: int = 1,
     repeat: int = 3,
     ffmpeg: bool = True,
-) -> dict[str, Any]:
-    """Time the three methods on ``video``; returns seconds, ratios and frame checks."""
+) -> DecodeBench:
+    """Time the three methods on ``video``; returns seconds, ratios and frame checks.
+
+    Args:
+        video: the video file to sample.
+        frames: frames to sample, uniformly over the video.
+        threads: decoder threads for every method (0: FFmpeg decides).
+        repeat: runs of each method; the median is reported.
+        ffmpeg: run baseline (b) when the ``ffmpeg`` command is installed.
+    """
     cfg = VideoConfig(num_frames=frames, size=None, resize="none", threads=threads)
     t_mm, fs = _time(lambda: sample_frames(video, cfg), repeat)
     info = fs.info
-    result: dict[str, Any] = {
-        "video": str(video),
-        "duration_s": round(info.duration or 0.0, 3),
-        "resolution": f"{info.width}x{info.height}",
-        "codec": info.codec,
-        "fps": info.fps,
-        "frames": frames,
-        "threads": threads,
-        "repeat": repeat,
-        "mmprep_s": round(t_mm, 4),
-        "mmprep_decoded_frames": fs.stats["decoded"],
-        "mmprep_seeks": fs.stats["seeks"],
-        "stream_frames": info.frames,
-    }
     t_all, ref = _time(lambda: decode_all_pick(video, fs.timestamps, threads), repeat)
-    result["pyav_decode_all_s"] = round(t_all, 4)
-    result["speedup_vs_pyav_decode_all"] = round(t_all / t_mm, 2)
-    result["same_frames_as_pyav"] = all(np.array_equal(a, b) for a, b in zip(fs.frames, ref))
+    result = DecodeBench(
+        video=str(video),
+        duration_s=round(info.duration or 0.0, 3),
+        resolution=f"{info.width}x{info.height}",
+        codec=info.codec,
+        fps=info.fps,
+        frames=frames,
+        threads=threads,
+        repeat=repeat,
+        mmprep_s=round(t_mm, 4),
+        mmprep_decoded_frames=fs.stats["decoded"],
+        mmprep_seeks=fs.stats["seeks"],
+        stream_frames=info.frames,
+        pyav_decode_all_s=round(t_all, 4),
+        speedup_vs_pyav_decode_all=round(t_all / t_mm, 2),
+        same_frames_as_pyav=all(np.array_equal(a, b) for a, b in zip(fs.frames, ref)),
+        machine=machine_description(),
+    )
     if ffmpeg and shutil.which("ffmpeg"):
         size = (fs.frames[0].shape[1], fs.frames[0].shape[0])
         t_ff, ff = _time(lambda: ffmpeg_frames(video, fs.timestamps, threads, size), repeat)
-        result["ffmpeg_cli_s"] = round(t_ff, 4)
-        result["speedup_vs_ffmpeg_cli"] = round(t_ff / t_mm, 2)
+        result.ffmpeg_cli_s = round(t_ff, 4)
+        result.speedup_vs_ffmpeg_cli = round(t_ff / t_mm, 2)
         diffs = [float(np.abs(a.astype(int) - b).mean()) for a, b in zip(fs.frames, ff)]
-        result["max_mean_abs_diff_vs_ffmpeg"] = round(max(diffs), 3)
-    else:
-        result["ffmpeg_cli_s"] = None
+        result.max_mean_abs_diff_vs_ffmpeg = round(max(diffs), 3)
     return result

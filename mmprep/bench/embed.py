@@ -13,8 +13,11 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from mmprep.bench import machine_description
+from mmprep.results import Result
 
 
 def bench_shards(n: int, seconds: float, pipeline: str, cache_dir: Path | None = None) -> Path:
@@ -42,6 +45,34 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass(kw_only=True)
+class EmbedBench(Result):
+    """Embed throughput on the same shards, encoders, batch size, device and precision:
+    the encoders alone on preloaded batches vs end to end from the shards (medians of
+    ``repeat`` runs; the loader alone is timed once). The goal ratio is
+    ``end_to_end_vs_model_only`` (model-only seconds / end-to-end seconds; the goal on
+    a GPU is >= 0.9)."""
+
+    clips: int
+    shards: int
+    frames_per_clip: int | None  # None without a video encoder
+    encoders: dict[str, str]  # modality -> encoder spec
+    device: str
+    device_name: str
+    batch_size: int
+    precision: str
+    workers: int  # DataLoader workers
+    repeat: int
+    loader_clips_per_s: float
+    model_only_s: float
+    model_only_clips_per_s: float
+    end_to_end_s: float
+    end_to_end_clips_per_s: float
+    end_to_end_vs_model_only: float
+    runs_s: dict[str, list[float]]  # "model_only" / "end_to_end" -> seconds of each run
+    machine: str
+
+
 def bench_embed(
     n: int = 64,
     *,
@@ -57,7 +88,25 @@ def bench_embed(
     pipeline: str = "gram-vast",
     shards: str | Path | None = None,
     cache_dir: Path | None = None,
-) -> dict[str, Any]:
+) -> EmbedBench:
+    """Time the encoders on preloaded batches, the loader alone and ``embed`` end to end.
+
+    Args:
+        n: generated sample clips, extracted with ``pipeline`` (both cached), used when
+            ``shards`` is not given.
+        video_encoder, audio_encoder, text_encoder: encoder specs (None: skip the
+            modality).
+        batch_size: clips per batch.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``fp32``, ``fp16`` or ``bf16``.
+        workers: DataLoader workers (None: the embed default for the device).
+        repeat: runs of the model-only and end-to-end measurements; medians are reported.
+        seconds: length of each generated clip.
+        pipeline: extract preset for the generated clips.
+        shards: a folder of shards to use instead of generated clips.
+        cache_dir: where generated clips and shards are kept between runs (default: the
+            user's cache, ``~/.cache/mmprep/bench``).
+    """
     import torch
 
     from mmprep.device import resolve_device
@@ -115,25 +164,26 @@ def bench_embed(
             e2e_s.append(time.perf_counter() - t0)
     model = statistics.median(model_s)
     e2e = statistics.median(e2e_s)
-    return {
-        "clips": clips,
-        "shards": len(shard_list),
-        "frames_per_clip": (layout.decode.video.shard.get("num_frames")
-                            if layout.decode.video else None),
-        "encoders": cfg.encoders,
-        "device": str(dev),
-        "device_name": (torch.cuda.get_device_name(dev) if dev.type == "cuda"
-                        else f"CPU, {torch.get_num_threads()} torch threads"),
-        "batch_size": batch_size,
-        "precision": precision,
-        "workers": nw,
-        "repeat": repeat,
-        "loader_clips_per_s": round(clips / loader_s, 2),
-        "model_only_s": round(model, 3),
-        "model_only_clips_per_s": round(clips / model, 2),
-        "end_to_end_s": round(e2e, 3),
-        "end_to_end_clips_per_s": round(clips / e2e, 2),
-        "end_to_end_vs_model_only": round(model / e2e, 3),
-        "runs_s": {"model_only": [round(x, 3) for x in model_s],
-                   "end_to_end": [round(x, 3) for x in e2e_s]},
-    }
+    return EmbedBench(
+        clips=clips,
+        shards=len(shard_list),
+        frames_per_clip=(layout.decode.video.shard.get("num_frames")
+                         if layout.decode.video else None),
+        encoders=cfg.encoders,
+        device=str(dev),
+        device_name=(torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                     else f"CPU, {torch.get_num_threads()} torch threads"),
+        batch_size=batch_size,
+        precision=precision,
+        workers=nw,
+        repeat=repeat,
+        loader_clips_per_s=round(clips / loader_s, 2),
+        model_only_s=round(model, 3),
+        model_only_clips_per_s=round(clips / model, 2),
+        end_to_end_s=round(e2e, 3),
+        end_to_end_clips_per_s=round(clips / e2e, 2),
+        end_to_end_vs_model_only=round(model / e2e, 3),
+        runs_s={"model_only": [round(x, 3) for x in model_s],
+                "end_to_end": [round(x, 3) for x in e2e_s]},
+        machine=machine_description(dev),
+    )

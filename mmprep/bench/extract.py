@@ -14,10 +14,12 @@ import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from mmprep.bench import machine_description
 from mmprep.bench.decode import default_cache_dir
+from mmprep.results import Result
 
 
 @contextlib.contextmanager
@@ -68,6 +70,31 @@ def ffmpeg_loop(sources: list[str], frames: int, size: int, work: Path) -> None:
         )
 
 
+@dataclass(kw_only=True)
+class ExtractBench(Result):
+    """Extract throughput on ``clips`` generated clips pinned to one CPU core (``core``),
+    against a shell loop of ffmpeg commands on the same core and clips. The goal ratio
+    is ``speedup_vs_ffmpeg_loop`` (times faster than the loop); the ffmpeg fields are
+    None when the loop did not run. ``machine`` counts the cores usable before pinning."""
+
+    clips: int
+    clip_seconds: float
+    pipeline: str
+    input_mb: float
+    core: int | None  # None where the OS cannot pin a process
+    mmprep_s: float
+    ok: int
+    failed: int
+    clips_per_s: float
+    input_mb_per_s: float
+    output_mb: float
+    stage_seconds: dict[str, float]
+    ffmpeg_loop_s: float | None = None
+    ffmpeg_loop_clips_per_s: float | None = None
+    speedup_vs_ffmpeg_loop: float | None = None
+    machine: str
+
+
 def bench_extract(
     n: int = 64,
     *,
@@ -75,7 +102,17 @@ def bench_extract(
     pipeline: str = "gram-vast",
     cache_dir: Path | None = None,
     ffmpeg: bool = True,
-) -> dict[str, Any]:
+) -> ExtractBench:
+    """Time ``extract`` and the ffmpeg loop on the same generated clips and core.
+
+    Args:
+        n: generated sample clips (320x240, 25 fps, H.264 + AAC).
+        seconds: length of each clip.
+        pipeline: extract preset.
+        cache_dir: where the generated clips are kept between runs (default: the user's
+            cache, ``~/.cache/mmprep/bench``).
+        ffmpeg: run the baseline when the ``ffmpeg`` command is installed.
+    """
     import torch
 
     from mmprep.extract import RunOptions, extract
@@ -83,24 +120,27 @@ def bench_extract(
     from mmprep.manifest import read_manifest
     from mmprep.presets import build_config
 
+    machine = machine_description()
     manifest = sample_clips(n, seconds, cache_dir)
     samples = read_manifest(manifest)
     cfg = build_config(ExtractConfig, "extract", pipeline=pipeline,
                        values={"video.threads": 1, "shards.samples_per_shard": 256})
     input_bytes = sum(os.path.getsize(s.source) for s in samples)
-    result: dict[str, Any] = {"clips": n, "clip_seconds": seconds, "pipeline": pipeline,
-                              "input_mb": round(input_bytes / 1e6, 3)}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with one_core() as core, tempfile.TemporaryDirectory() as tmp:
-            result["core"] = core
             # Warm-up: imports, tokenizer and filter banks are loaded once per process.
             extract(samples[:1], Path(tmp) / "warm", cfg, RunOptions(progress=False))
             t0 = time.perf_counter()
             summary = extract(samples, Path(tmp) / "out", cfg, RunOptions(progress=False))
             elapsed = time.perf_counter() - t0
-            result.update(
+            result = ExtractBench(
+                clips=n,
+                clip_seconds=seconds,
+                pipeline=pipeline,
+                input_mb=round(input_bytes / 1e6, 3),
+                core=core,
                 mmprep_s=round(elapsed, 3),
                 ok=summary.ok,
                 failed=summary.failed,
@@ -108,15 +148,16 @@ def bench_extract(
                 input_mb_per_s=round(input_bytes / 1e6 / elapsed, 3),
                 output_mb=round(summary.output_bytes / 1e6, 3),
                 stage_seconds=summary.stages,
+                machine=machine,
             )
             if ffmpeg and shutil.which("ffmpeg"):
                 t0 = time.perf_counter()
                 ffmpeg_loop([s.source for s in samples], cfg.video.num_frames,
                             cfg.video.size or 224, Path(tmp) / "ffmpeg")
                 t_ff = time.perf_counter() - t0
-                result["ffmpeg_loop_s"] = round(t_ff, 3)
-                result["ffmpeg_loop_clips_per_s"] = round(n / t_ff, 2)
-                result["speedup_vs_ffmpeg_loop"] = round(t_ff / elapsed, 2)
+                result.ffmpeg_loop_s = round(t_ff, 3)
+                result.ffmpeg_loop_clips_per_s = round(n / t_ff, 2)
+                result.speedup_vs_ffmpeg_loop = round(t_ff / elapsed, 2)
     finally:
         torch.set_num_threads(threads)
     return result

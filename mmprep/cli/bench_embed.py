@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from mmprep.cli.options import handle_errors
@@ -47,18 +45,18 @@ def embed(clips, shards, pipeline, video_encoder, audio_encoder, text_encoder, b
                     precision=precision, workers=workers, repeat=repeat, pipeline=pipeline,
                     shards=shards)
     if as_json:
-        click.echo(json.dumps(r, indent=1))
+        click.echo(r.to_json())
         return
     rows = [
-        ("data", f"{r['clips']} clips in {r['shards']} shards, "
-                 f"{r['frames_per_clip']} frames/clip"),
-        ("encoders", ", ".join(f"{m}={s}" for m, s in r["encoders"].items())),
-        ("device", f"{r['device']} ({r['device_name']}), batch {r['batch_size']}, "
-                   f"{r['precision']}, {r['workers']} loader worker(s)"),
-        ("loader only", f"{r['loader_clips_per_s']:.2f} clips/s"),
-        ("model only", f"{r['model_only_clips_per_s']:.2f} clips/s ({r['model_only_s']:.2f} s)"),
-        ("end to end", f"{r['end_to_end_clips_per_s']:.2f} clips/s ({r['end_to_end_s']:.2f} s)"
-                       f" = {100 * r['end_to_end_vs_model_only']:.1f}% of model-only"),
+        ("data", f"{r.clips} clips in {r.shards} shards, {r.frames_per_clip} frames/clip"),
+        ("encoders", ", ".join(f"{m}={s}" for m, s in r.encoders.items())),
+        ("device", f"{r.device} ({r.device_name}), batch {r.batch_size}, "
+                   f"{r.precision}, {r.workers} loader worker(s)"),
+        ("loader only", f"{r.loader_clips_per_s:.2f} clips/s"),
+        ("model only", f"{r.model_only_clips_per_s:.2f} clips/s ({r.model_only_s:.2f} s)"),
+        ("end to end", f"{r.end_to_end_clips_per_s:.2f} clips/s ({r.end_to_end_s:.2f} s)"
+                       f" = {100 * r.end_to_end_vs_model_only:.1f}% of model-only"),
+        ("machine", r.machine),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from mmprep.cli.options import handle_errors
+
+if TYPE_CHECKING:
+    from mmprep.bench.heads import GramBench, HeadsEpochBench, PmrlBench
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -46,43 +50,51 @@ def bench_heads(sizes, ks, dim, naive_rows, repeats, epoch_samples, only, thread
     """
     import torch
 
+    from mmprep.bench import machine_description
     from mmprep.bench.heads import bench_epoch, bench_gram, bench_pmrl
 
     if threads:
         torch.set_num_threads(threads)
     parts = set(only) or {"gram", "pmrl", "epoch"}
-    out = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+    out = {"threads": torch.get_num_threads(), "torch": torch.__version__,
+           "machine": machine_description()}
+    gram = pmrl = epoch = None
     if "gram" in parts:
-        out["gram_volumes"] = bench_gram(_ints(sizes), _ints(ks), dim, naive_rows, repeats)
+        gram = bench_gram(_ints(sizes), _ints(ks), dim, naive_rows, repeats)
+        out["gram_volumes"] = gram.to_dict()["rows"]
     if "pmrl" in parts:
-        out["pmrl"] = bench_pmrl(_ints(sizes), _ints(ks), dim, repeats)
+        pmrl = bench_pmrl(_ints(sizes), _ints(ks), dim, repeats)
+        out["pmrl"] = pmrl.to_dict()["rows"]
     if "epoch" in parts and epoch_samples:
-        out["epoch"] = bench_epoch(epoch_samples)
+        epoch = bench_epoch(epoch_samples)
+        out["epoch"] = epoch.to_dict()
+    text = json.dumps(out, indent=1)
     if out_file:
         with open(out_file, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=1)
-    click.echo(json.dumps(out, indent=1) if as_json else format_bench(out))
+            f.write(text)
+    click.echo(text if as_json else format_bench(gram, pmrl, epoch, out["machine"]))
 
 
-def format_bench(out: dict) -> str:
-    lines = []
-    if "gram_volumes" in out:
+def format_bench(gram: GramBench | None, pmrl: PmrlBench | None,
+                 epoch: HeadsEpochBench | None, machine: str) -> str:
+    lines = [f"machine: {machine}"]
+    if gram is not None:
         lines.append("gram_volumes, float32 forward (x = times faster than the reference)")
         lines.append(f"{'B':>6}{'k':>3}{'vs per-pair det':>17}{'vs dots+det':>13}"
                      f"{'max |diff| fp64':>17}")
-        for r in out["gram_volumes"]:
-            lines.append(f"{r['B']:>6}{r['k']:>3}{r['speedup_vs_naive']:>16.1f}x"
-                         f"{r['speedup_vs_dots']:>12.1f}x{r['max_abs_diff_vs_naive_fp64']:>17.1e}")
-    if "pmrl" in out:
+        for r in gram.rows:
+            lines.append(f"{r.B:>6}{r.k:>3}{r.speedup_vs_naive:>16.1f}x"
+                         f"{r.speedup_vs_dots:>12.1f}x{r.max_abs_diff_vs_naive_fp64:>17.1e}")
+    if pmrl is not None:
         lines.append("PMRL: eigh of k x k vs batched SVD of D x k")
         lines.append(f"{'B':>6}{'k':>3}{'spectrum fwd':>14}{'fwd+bwd':>10}{'whole loss':>12}")
-        for r in out["pmrl"]:
-            lines.append(f"{r['B']:>6}{r['k']:>3}{r['speedup_fwd']:>13.1f}x"
-                         f"{r['speedup_fwd_bwd']:>9.1f}x{r['speedup_loss_fwd_bwd']:>11.1f}x")
-    if "epoch" in out:
-        e = out["epoch"]
-        lines.append(f"one epoch over {e['samples']} clips, batch {e['batch_size']}")
-        for r in e["runs"]:
-            lines.append(f"  {r['loss']:<8}{r['loading']:<8}{r['samples_per_second']:>10.0f} "
-                         f"samples/s  ({r['relative_to_infonce']:.2f}x infonce)")
+        for r in pmrl.rows:
+            lines.append(f"{r.B:>6}{r.k:>3}{r.speedup_fwd:>13.1f}x"
+                         f"{r.speedup_fwd_bwd:>9.1f}x{r.speedup_loss_fwd_bwd:>11.1f}x")
+    if epoch is not None:
+        lines.append(f"one epoch over {epoch.samples} clips, batch {epoch.batch_size}"
+                     f" ({epoch.machine})")
+        for r in epoch.runs:
+            lines.append(f"  {r.loss:<8}{r.loading:<8}{r.samples_per_second:>10.0f} "
+                         f"samples/s  ({r.relative_to_infonce:.2f}x infonce)")
     return "\n".join(lines)

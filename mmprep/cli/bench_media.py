@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from mmprep.cli.options import handle_errors
+from mmprep.results import Result
 
 
-def _print(result: dict, as_json: bool, rows: list[tuple[str, str]]) -> None:
+def _print(result: Result, as_json: bool, rows: list[tuple[str, str]]) -> None:
     if as_json:
-        click.echo(json.dumps(result, indent=1))
+        click.echo(result.to_json())
         return
     width = max(len(k) for k, _ in rows)
     for label, value in rows:
@@ -42,19 +41,20 @@ def decode(video, frames, threads, repeat, no_ffmpeg, as_json):
         video = make_reference_clip(default_cache_dir() / "ref_60s_720p_gop2s.mp4", progress=True)
     r = bench_decode(video, frames=frames, threads=threads, repeat=repeat, ffmpeg=not no_ffmpeg)
     rows = [
-        ("video", f"{r['video']} ({r['duration_s']} s, {r['resolution']}, {r['codec']})"),
-        ("mmprep sampler", f"{r['mmprep_s']:.3f} s ({r['mmprep_decoded_frames']} of "
-                           f"{r['stream_frames']} frames decoded, {r['mmprep_seeks']} seeks)"),
-        ("(a) PyAV decode all", f"{r['pyav_decode_all_s']:.3f} s -> mmprep is "
-                                f"{r['speedup_vs_pyav_decode_all']:.2f}x faster"
-                                f" (same frames: {r['same_frames_as_pyav']})"),
+        ("video", f"{r.video} ({r.duration_s} s, {r.resolution}, {r.codec})"),
+        ("mmprep sampler", f"{r.mmprep_s:.3f} s ({r.mmprep_decoded_frames} of "
+                           f"{r.stream_frames} frames decoded, {r.mmprep_seeks} seeks)"),
+        ("(a) PyAV decode all", f"{r.pyav_decode_all_s:.3f} s -> mmprep is "
+                                f"{r.speedup_vs_pyav_decode_all:.2f}x faster"
+                                f" (same frames: {r.same_frames_as_pyav})"),
     ]
-    if r.get("ffmpeg_cli_s") is not None:
-        rows.append(("(b) ffmpeg CLI", f"{r['ffmpeg_cli_s']:.3f} s -> mmprep is "
-                                       f"{r['speedup_vs_ffmpeg_cli']:.2f}x faster (max mean "
-                                       f"abs pixel diff {r['max_mean_abs_diff_vs_ffmpeg']})"))
+    if r.ffmpeg_cli_s is not None:
+        rows.append(("(b) ffmpeg CLI", f"{r.ffmpeg_cli_s:.3f} s -> mmprep is "
+                                       f"{r.speedup_vs_ffmpeg_cli:.2f}x faster (max mean "
+                                       f"abs pixel diff {r.max_mean_abs_diff_vs_ffmpeg})"))
     else:
         rows.append(("(b) ffmpeg CLI", "skipped (ffmpeg not found or --no-ffmpeg)"))
+    rows.append(("machine", r.machine))
     _print(r, as_json, rows)
 
 
@@ -74,15 +74,16 @@ def extract(clips, seconds, pipeline, no_ffmpeg, as_json):
 
     r = bench_extract(clips, seconds=seconds, pipeline=pipeline, ffmpeg=not no_ffmpeg)
     rows = [
-        ("clips", f"{r['clips']} x {r['clip_seconds']} s ({r['input_mb']} MB), "
-                  f"pipeline {r['pipeline']}, core {r['core']}"),
-        ("mmprep extract", f"{r['mmprep_s']:.2f} s: {r['clips_per_s']:.2f} clips/s, "
-                           f"{r['input_mb_per_s']:.2f} MB/s in, stages {r['stage_seconds']}"),
+        ("clips", f"{r.clips} x {r.clip_seconds} s ({r.input_mb} MB), "
+                  f"pipeline {r.pipeline}, core {r.core}"),
+        ("mmprep extract", f"{r.mmprep_s:.2f} s: {r.clips_per_s:.2f} clips/s, "
+                           f"{r.input_mb_per_s:.2f} MB/s in, stages {r.stage_seconds}"),
     ]
-    if r.get("ffmpeg_loop_s") is not None:
-        rows.append(("ffmpeg shell loop", f"{r['ffmpeg_loop_s']:.2f} s: "
-                                          f"{r['ffmpeg_loop_clips_per_s']:.2f} clips/s -> "
-                                          f"mmprep is {r['speedup_vs_ffmpeg_loop']:.2f}x faster"))
+    if r.ffmpeg_loop_s is not None:
+        rows.append(("ffmpeg shell loop", f"{r.ffmpeg_loop_s:.2f} s: "
+                                          f"{r.ffmpeg_loop_clips_per_s:.2f} clips/s -> "
+                                          f"mmprep is {r.speedup_vs_ffmpeg_loop:.2f}x faster"))
+    rows.append(("machine", r.machine))
     _print(r, as_json, rows)
 
 
@@ -103,12 +104,13 @@ def scale(clips, seconds, pipeline, repeat, as_json):
 
     r = bench_scale(clips, seconds=seconds, pipeline=pipeline, repeat=repeat)
     rows = [
-        ("clips", f"{r['clips']} x {r['clip_seconds']} s, pipeline {r['pipeline']}"),
-        ("bare loop, 1 core", f"{r['bare_loop_1core_s']:.2f} s"),
-        ("extract --workers 1, 1 core", f"{r['workers1_1core_s']:.2f} s -> overhead "
-                                        f"{r['overhead_pct']:+.1f}%"),
-        ("extract --workers 1", f"{r['workers1_s']:.2f} s ({r['workers1_clips_per_s']} clips/s)"),
-        ("extract --workers 2", f"{r['workers2_s']:.2f} s ({r['workers2_clips_per_s']} clips/s) "
-                                f"-> {r['speedup_2_vs_1']:.2f}x"),
+        ("clips", f"{r.clips} x {r.clip_seconds} s, pipeline {r.pipeline}"),
+        ("bare loop, 1 core", f"{r.bare_loop_1core_s:.2f} s"),
+        ("extract --workers 1, 1 core", f"{r.workers1_1core_s:.2f} s -> overhead "
+                                        f"{r.overhead_pct:+.1f}%"),
+        ("extract --workers 1", f"{r.workers1_s:.2f} s ({r.workers1_clips_per_s} clips/s)"),
+        ("extract --workers 2", f"{r.workers2_s:.2f} s ({r.workers2_clips_per_s} clips/s) "
+                                f"-> {r.speedup_2_vs_1:.2f}x"),
+        ("machine", r.machine),
     ]
     _print(r, as_json, rows)
