@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import click
 
 from mmprep.cli.options import handle_errors
+from mmprep.device import Precision
 
 
 @click.command("embed")
@@ -23,7 +26,7 @@ from mmprep.cli.options import handle_errors
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", default="fp32", show_default=True,
-              type=click.Choice(["fp32", "fp16", "bf16"]))
+              type=click.Choice(get_args(Precision)))
 @click.option("--workers", type=click.IntRange(0), help="DataLoader workers (default: auto).")
 @click.option("--repeat", default=3, show_default=True, type=click.IntRange(1),
               help="Runs of each measurement; medians are reported.")
