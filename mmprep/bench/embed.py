@@ -113,8 +113,8 @@ def bench_embed(
     from mmprep.embed.config import EmbedConfig
     from mmprep.embed.data import ShardBatches, ShardTask, worker_init
     from mmprep.embed.encode import BatchEncoder, configure_threads, embed_shards
-    from mmprep.embed.plan import build_layout, part_path, resolve_shards
-    from mmprep.embed.run import finish, load_encoders
+    from mmprep.embed.plan import build_layout, load_encoders, part_path, resolve_shards
+    from mmprep.embed.run import finish
     from mmprep.shards.reader import probe_meta
 
     folder = Path(shards) if shards else bench_shards(n, seconds, pipeline, cache_dir)

@@ -7,14 +7,8 @@ whole run (``embed``) and the merge of its parts (``finish``).
 """
 
 from mmprep.embed.config import EmbedConfig
-from mmprep.embed.run import (
-    EmbedOptions,
-    EmbedSummary,
-    embed,
-    finish,
-    load_encoders,
-    parts_dir_for,
-)
+from mmprep.embed.plan import load_encoders
+from mmprep.embed.run import EmbedOptions, EmbedSummary, embed, finish, parts_dir_for
 
 __all__ = [
     "EmbedConfig",

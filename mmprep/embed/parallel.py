@@ -24,7 +24,7 @@ def _child(rank: int, device: str, tasks: list[ShardTask], layout: Layout, cfg: 
     try:
         from mmprep.device import resolve_device
         from mmprep.embed.encode import embed_shards
-        from mmprep.embed.run import load_encoders
+        from mmprep.embed.plan import load_encoders
 
         encoders = load_encoders(cfg)
         result = embed_shards(tasks, encoders, layout, cfg, device=resolve_device(device),

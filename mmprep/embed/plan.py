@@ -15,7 +15,7 @@ from mmprep.embed.config import EmbedConfig
 from mmprep.embed.data import DecodeSpec, ShardTask
 from mmprep.embed.encode import Layout
 from mmprep.encoders.base import Encoder
-from mmprep.errors import MmprepError
+from mmprep.errors import ConfigError, MmprepError
 from mmprep.features import ModalitySpec, layout_signature, read_keys, read_layout
 from mmprep.shards.folder import read_stats
 from mmprep.shards.format import STATS_SUFFIX, stem_of_part
@@ -79,6 +79,16 @@ def resolve_shards(inputs: list[str]) -> list[tuple[str, list[str] | None]]:
     if not unique:
         raise MmprepError("no shards given")
     return unique
+
+
+def load_encoders(cfg: EmbedConfig) -> dict[str, Any]:
+    from mmprep.encoders import load_encoder
+
+    if not cfg.encoders:
+        raise ConfigError("no encoder given: set video_encoder, audio_encoder and/or text_encoder "
+                          "(--video-encoder ...; e.g. efficientnet-lite0, minilm; see "
+                          "`mmprep embed --list-encoders`)")
+    return {m: load_encoder(spec, m) for m, spec in cfg.encoders.items()}
 
 
 def build_layout(encoders: dict[str, Encoder], cfg: EmbedConfig,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mmprep.embed.config import EmbedConfig
-from mmprep.errors import ConfigError, MmprepError
+from mmprep.errors import MmprepError
 from mmprep.results import Result
 
 
@@ -76,16 +76,6 @@ def errors_file_for(out: str | Path) -> Path:
     return out.with_name(out.name + ".errors.jsonl")
 
 
-def load_encoders(cfg: EmbedConfig) -> dict[str, Any]:
-    from mmprep.encoders import load_encoder
-
-    if not cfg.encoders:
-        raise ConfigError("no encoder given: set video_encoder, audio_encoder and/or text_encoder "
-                          "(--video-encoder ...; e.g. efficientnet-lite0, minilm; see "
-                          "`mmprep embed --list-encoders`)")
-    return {m: load_encoder(spec, m) for m, spec in cfg.encoders.items()}
-
-
 def finish(out: str | Path, parts: list[Path], *, base: Path | None = None,
            attrs: dict[str, Any] | None = None) -> tuple[Path, list[dict]]:
     """Merge ``base`` (an existing cache) and ``parts`` into ``out``; write the errors
@@ -133,6 +123,7 @@ def embed(
         describe_changes,
         existing_signature,
         expected_signature,
+        load_encoders,
         plan_tasks,
         resolve_shards,
     )
