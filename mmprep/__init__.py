@@ -16,9 +16,6 @@ stages' packages; their run functions are ``run_extract`` and ``run_embed`` here
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 __version__ = "0.1.0"
 
 from mmprep.errors import ConfigError as ConfigError  # noqa: E402
@@ -26,13 +23,14 @@ from mmprep.errors import EnvironmentProblem as EnvironmentProblem  # noqa: E402
 from mmprep.errors import MmprepError as MmprepError  # noqa: E402
 from mmprep.errors import SampleError as SampleError  # noqa: E402
 from mmprep.errors import UsageError as UsageError  # noqa: E402
+from mmprep.lazy import lazy_names  # noqa: E402
 
 _ERRORS = ["ConfigError", "EnvironmentProblem", "MmprepError", "SampleError", "UsageError"]
 
-# public name -> (module that defines it, its name there)
+# public name -> module that defines it (or: module, name there)
 _ALIASES = {"run_extract": ("mmprep.extract", "extract"),
             "run_embed": ("mmprep.embed", "embed")}
-_API: dict[str, str] = {
+_API: dict[str, str | tuple[str, str]] = {
     # manifests
     "Sample": "mmprep.manifest",
     "read_manifest": "mmprep.manifest",
@@ -84,14 +82,4 @@ _API: dict[str, str] = {
 __all__ = sorted([*_API, *_ALIASES, *_ERRORS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    module, attr = _ALIASES.get(name) or (_API.get(name), name)
-    if module is None:
-        raise AttributeError(f"module 'mmprep' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_names("mmprep", {**_API, **_ALIASES}, globals())

@@ -168,7 +168,7 @@ def _input_samples(chain: Chain, out: Path, state: dict, opts: ChainOptions
 def _step_extract(chain: Chain, out: Path, state: dict, opts: ChainOptions,
                   redo: bool) -> dict:
     from mmprep.extract import RunOptions, extract
-    from mmprep.extract.executors.local import PoolOptions
+    from mmprep.extract.options import PoolOptions
 
     samples, fingerprint = _input_samples(chain, out, state, opts)
     key = config_hash({"manifest": fingerprint, "config": chain.extract.content_hash(),

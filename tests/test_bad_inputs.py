@@ -13,7 +13,7 @@ import webdataset as wds
 
 from mmprep.config import from_dict
 from mmprep.extract import ExtractConfig, RunOptions, extract
-from mmprep.extract.executors.local import PoolOptions
+from mmprep.extract.options import PoolOptions
 from mmprep.manifest import read_manifest
 from mmprep.shards import inspect_path, shard_files
 from mmprep.synthetic.media import encode_clip, make_indexed_clip, tone

@@ -63,3 +63,15 @@ def test_public_api_resolves_and_stays_light():
             "assert mmprep.run_extract is mmprep.extract.extract\n"
             "assert mmprep.run_embed is mmprep.embed.embed\n")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_help_lists_commands_without_importing_them():
+    code = ("import sys\nfrom mmprep.cli import main\nsys.argv = ['mmprep', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "loaded = [m for m in sys.modules if m.startswith('mmprep.cli.')]\n"
+            "assert loaded == [], loaded\n"
+            "assert 'numpy' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for name, (_, summary) in COMMANDS.items():
+        assert name in done.stdout and summary[:30] in done.stdout

@@ -217,8 +217,8 @@ def test_resume_fills_only_missing_keys(shards, tmp_path):
 def test_interrupted_run_reuses_finished_parts(shards, full, tmp_path):
     """A killed run leaves complete part files (and maybe a temporary): rerunning reuses
     the parts and gives the same cache as an uninterrupted run."""
-    from mmprep.embed import load_encoders
     from mmprep.embed.encode import embed_shards
+    from mmprep.embed.plan import load_encoders
     from mmprep.shards import probe_meta
 
     c = cfg(audio_encoder="efficientnet-lite0")

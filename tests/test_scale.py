@@ -19,9 +19,9 @@ from mmprep.cli import cli
 from mmprep.config import from_dict
 from mmprep.errors import MmprepError
 from mmprep.extract import ExtractConfig, RunOptions, extract, retry_failed
-from mmprep.extract.executors.local import PoolOptions
 from mmprep.extract.executors.pool import SamplePool
-from mmprep.extract.executors.slurm import SlurmOptions, task_slot
+from mmprep.extract.executors.slurm import task_slot
+from mmprep.extract.options import PoolOptions, SlurmOptions
 from mmprep.manifest import Sample, read_manifest
 from mmprep.shards import inspect_path
 

@@ -77,8 +77,8 @@ def bench_scale(n: int = 128, *, seconds: float = 2.0, pipeline: str = "gram-vas
     import torch
 
     from mmprep.extract import RunOptions, extract
-    from mmprep.extract.executors.local import PoolOptions
     from mmprep.extract.executors.pool import SamplePool
+    from mmprep.extract.options import PoolOptions
     from mmprep.extract.sample import ExtractConfig
     from mmprep.manifest import read_manifest
     from mmprep.presets import build_config

@@ -1,6 +1,8 @@
 """The ``mmprep`` command: a click group whose commands are imported only when used.
 
-Command modules stay light at import time (no torch), so ``mmprep --help`` is fast.
+``COMMANDS`` registers each command with its one-line summary, so ``mmprep --help``
+lists them without importing any command module; a command's module is imported when
+the command (or its ``--help``) runs. Command modules stay free of torch at import time.
 """
 
 from __future__ import annotations
@@ -11,22 +13,34 @@ import click
 
 from mmprep import __version__
 
-# name -> "module:attribute"; the one place commands are registered.
-COMMANDS: dict[str, str] = {
-    "sample-data": "mmprep.cli.sample_data:sample_data",
-    "extract": "mmprep.cli.extract:extract",
-    "inspect": "mmprep.cli.shards_cmds:inspect",
-    "retry-failed": "mmprep.cli.shards_cmds:retry_failed",
-    "embed": "mmprep.cli.embed:embed",
-    "sample-features": "mmprep.cli.sample_features:sample_features",
-    "train-head": "mmprep.cli.heads:train_head",
-    "eval-head": "mmprep.cli.heads:eval_head",
-    "project": "mmprep.cli.heads:project",
-    "run": "mmprep.cli.run:run",
-    "pipelines": "mmprep.cli.pipelines:pipelines",
-    "bench": "mmprep.cli.bench:bench",
-    "doctor": "mmprep.cli.doctor:doctor",
-    "completion": "mmprep.cli.completion:completion",
+# name -> ("module:attribute", one-line summary); the one place commands are registered.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sample-data": ("mmprep.cli.sample_data:sample_data",
+                    "Write N synthetic H.264/AAC clips and a manifest."),
+    "extract": ("mmprep.cli.extract:extract",
+                "Decode, sample frames, audio features, tokens -> WebDataset shards."),
+    "inspect": ("mmprep.cli.shards_cmds:inspect",
+                "Validate shards; counts, fields, shapes and failures."),
+    "retry-failed": ("mmprep.cli.shards_cmds:retry_failed",
+                     "Reprocess only the failed samples of an extract output."),
+    "embed": ("mmprep.cli.embed:embed",
+              "Shards -> one HDF5 feature cache with frozen encoders."),
+    "sample-features": ("mmprep.cli.sample_features:sample_features",
+                        "Write a synthetic feature cache with a known shared latent."),
+    "train-head": ("mmprep.cli.heads:train_head",
+                   "Train GRAM / PMRL / InfoNCE projection heads on a feature cache."),
+    "eval-head": ("mmprep.cli.heads:eval_head",
+                  "Any-to-any retrieval of a train-head run (R@1/5/10, median rank)."),
+    "project": ("mmprep.cli.heads:project",
+                "Apply a run's heads to a feature cache, writing a new one."),
+    "run": ("mmprep.cli.run:run",
+            "Run a declared chain extract -> embed -> train-head, resuming."),
+    "pipelines": ("mmprep.cli.pipelines:pipelines", "List and show pipeline presets."),
+    "bench": ("mmprep.cli.bench:bench", "Benchmarks, each against a baseline in the same run."),
+    "doctor": ("mmprep.cli.doctor:doctor",
+               "Check that this environment can run mmprep, and say what to fix."),
+    "completion": ("mmprep.cli.completion:completion",
+                   "Print the shell completion script (bash, zsh, fish)."),
 }
 
 
@@ -35,11 +49,19 @@ class LazyGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
-        if target is None:
+        entry = COMMANDS.get(name)
+        if entry is None:
             return None
+        target, summary = entry
         module, attr = target.split(":")
-        return getattr(importlib.import_module(module), attr)
+        command = getattr(importlib.import_module(module), attr)
+        command.short_help = summary
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the registry: no command module is imported."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"],

@@ -60,9 +60,7 @@ def run_options(func: Callable) -> Callable:
 
 def build_run_options(kwargs: dict, **fields):
     """RunOptions from the ``run__*`` options in ``kwargs`` (removed from it)."""
-    from mmprep.extract.executors.local import PoolOptions
-    from mmprep.extract.executors.ray import RayOptions
-    from mmprep.extract.executors.slurm import SlurmOptions
+    from mmprep.extract.options import PoolOptions, RayOptions, SlurmOptions
 
     v = {k[5:]: kwargs.pop(k) for k in list(kwargs) if k.startswith("run__")}
     return RunOptions(

@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, get_args
 
 from mmprep import __version__
 from mmprep.config import to_dict
 from mmprep.errors import MmprepError
-from mmprep.extract.executors.local import PoolOptions, run_local
-from mmprep.extract.executors.ray import RayOptions
-from mmprep.extract.executors.slurm import SlurmOptions, select_shards
+from mmprep.extract.executors.local import run_local
+from mmprep.extract.executors.slurm import select_shards
+from mmprep.extract.options import Executor, RunOptions
 from mmprep.extract.sample import ExtractConfig
 from mmprep.manifest import Sample, manifest_fingerprint
 from mmprep.results import Result
@@ -34,21 +34,7 @@ from mmprep.shards.folder import (
 )
 from mmprep.storage import Store
 
-EXECUTORS = ("local", "ray", "slurm")
-
-
-@dataclass
-class RunOptions:
-    """Options that change how a run goes, not what it produces."""
-
-    overwrite: bool = False
-    fail_fast: bool = False
-    progress: bool = True
-    max_failure_rate: float | None = None  # checked by the caller (exit code 3)
-    executor: Literal["local", "ray", "slurm"] = "local"
-    pool: PoolOptions = field(default_factory=PoolOptions)
-    ray: RayOptions = field(default_factory=RayOptions)
-    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+EXECUTORS = get_args(Executor)
 
 
 @dataclass

@@ -4,55 +4,41 @@
 deterministic tar parts; ``folder``: the output folder (run record, stats files,
 planned and missing shards, failures, ``errors.jsonl``); ``reader``: samples of a tar;
 ``validate``: ``mmprep inspect``.
+
+The names below are imported from their module on first use.
 """
 
-from mmprep.shards.folder import (
-    ERRORS_FILE,
-    RUN_FILE,
-    current_failures,
-    read_record,
-    read_stats,
-    shard_files,
-    write_errors,
-)
-from mmprep.shards.format import (
-    SAMPLE_FORMAT_VERSION,
-    STATS_SUFFIX,
-    TMP_SUFFIX,
-    ShardConfig,
-    expected_members,
-    part_name,
-    shard_stem,
-    split_member,
-    stats_name,
-)
-from mmprep.shards.reader import probe_meta, tar_samples
-from mmprep.shards.validate import InspectReport, format_report, inspect_path
-from mmprep.shards.writer import ShardWriter, clear_shard, npy_bytes
+from __future__ import annotations
 
-__all__ = [
-    "ERRORS_FILE",
-    "RUN_FILE",
-    "SAMPLE_FORMAT_VERSION",
-    "STATS_SUFFIX",
-    "TMP_SUFFIX",
-    "InspectReport",
-    "ShardConfig",
-    "ShardWriter",
-    "clear_shard",
-    "current_failures",
-    "expected_members",
-    "format_report",
-    "inspect_path",
-    "npy_bytes",
-    "part_name",
-    "probe_meta",
-    "read_record",
-    "read_stats",
-    "shard_files",
-    "shard_stem",
-    "split_member",
-    "stats_name",
-    "tar_samples",
-    "write_errors",
-]
+from mmprep.lazy import lazy_names
+
+_NAMES = {
+    "ERRORS_FILE": "mmprep.shards.folder",
+    "RUN_FILE": "mmprep.shards.folder",
+    "current_failures": "mmprep.shards.folder",
+    "read_record": "mmprep.shards.folder",
+    "read_stats": "mmprep.shards.folder",
+    "shard_files": "mmprep.shards.folder",
+    "write_errors": "mmprep.shards.folder",
+    "SAMPLE_FORMAT_VERSION": "mmprep.shards.format",
+    "STATS_SUFFIX": "mmprep.shards.format",
+    "ShardConfig": "mmprep.shards.format",
+    "TMP_SUFFIX": "mmprep.shards.format",
+    "expected_members": "mmprep.shards.format",
+    "part_name": "mmprep.shards.format",
+    "shard_stem": "mmprep.shards.format",
+    "split_member": "mmprep.shards.format",
+    "stats_name": "mmprep.shards.format",
+    "probe_meta": "mmprep.shards.reader",
+    "tar_samples": "mmprep.shards.reader",
+    "InspectReport": "mmprep.shards.validate",
+    "format_report": "mmprep.shards.validate",
+    "inspect_path": "mmprep.shards.validate",
+    "ShardWriter": "mmprep.shards.writer",
+    "clear_shard": "mmprep.shards.writer",
+    "npy_bytes": "mmprep.shards.writer",
+}
+__all__ = sorted(_NAMES)
+
+
+__getattr__, __dir__ = lazy_names("mmprep.shards", _NAMES, globals())

@@ -10,26 +10,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from mmprep.extract.executors.job import ShardJob
-from mmprep.extract.executors.pool import SamplePool, default_workers
+from mmprep.extract.executors.pool import SamplePool
+from mmprep.extract.options import PoolOptions
 from mmprep.extract.sample import ExtractConfig, preflight, run_sample
 from mmprep.manifest import Sample
 from mmprep.storage import Store
-
-
-@dataclass
-class PoolOptions:
-    """How the local executor runs samples."""
-
-    workers: int | None = None  # None: one per available core; 0: in this process
-    sample_timeout: float | None = 300.0  # seconds per sample (None or 0: no limit)
-    buffer_mb: float = 512.0  # finished samples waiting for an earlier one
-
-    def resolved_workers(self) -> int:
-        return default_workers() if self.workers is None else self.workers
 
 
 def run_local(

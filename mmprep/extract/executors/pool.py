@@ -298,10 +298,3 @@ class SamplePool:
             w.proc.join(timeout=5)
             w.conn.close()
         self.workers = []
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)

@@ -9,22 +9,15 @@ fsspec URL such as ``s3://...``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from mmprep.config import from_dict, to_dict
 from mmprep.errors import MmprepError
-from mmprep.extract.executors.local import PoolOptions, run_local
+from mmprep.extract.executors.local import run_local
+from mmprep.extract.options import PoolOptions, RayOptions
 from mmprep.extract.sample import ExtractConfig
 from mmprep.manifest import Sample
-
-
-@dataclass
-class RayOptions:
-    address: str | None = None  # None: start a local Ray instance (or join RAY_ADDRESS)
-    cpus_per_task: float = 1.0
-    gpus_per_task: float = 0.0
-    retries: int = 3  # retries of a task whose worker or node died
 
 
 def _shard_task(index: int, samples: list[dict], cfg_data: dict, store_url: str,

@@ -10,15 +10,9 @@ the same output folder. Task ids come from ``SLURM_ARRAY_TASK_ID`` (minus
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from mmprep.errors import MmprepError
-
-
-@dataclass
-class SlurmOptions:
-    task_id: int | None = None
-    task_count: int | None = None
+from mmprep.extract.options import SlurmOptions
 
 
 def task_slot(opts: SlurmOptions, environ=None) -> tuple[int, int]:
