@@ -51,7 +51,7 @@ class ShardJob:
         if self.fail_fast and not outcome.ok:
             err = outcome.error
             raise FailFast(f"sample {err['key']!r} failed in stage {err['stage']}: "
-                           f"{err['message']} (stopped by fail_fast)")
+                           f"{err['message']} (stopped by --fail-fast, fail_fast=True)")
         self.results[pos] = outcome
         self.buffered_bytes += outcome.nbytes
         while self.cursor in self.results:
