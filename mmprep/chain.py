@@ -86,8 +86,13 @@ class ChainOptions:
 
 def load_chain(pipeline: str, overrides: list[str] | tuple[str, ...] = (),
                manifest: str | None = None) -> Chain:
-    """The chain declared by ``pipeline`` (preset name or YAML path), with
-    ``SECTION.KEY=VALUE`` overrides (sections: run, extract, embed, train_head)."""
+    """The chain declared by a pipeline.
+
+    Args:
+        pipeline: a preset name or a YAML path.
+        overrides: ``SECTION.KEY=VALUE`` (sections: run, extract, embed, train_head).
+        manifest: the input manifest (default: the pipeline's, or generated sample data).
+    """
     from mmprep.presets import build_config, load_pipeline
 
     doc = load_pipeline(pipeline)

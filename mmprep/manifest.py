@@ -316,10 +316,17 @@ def read_manifest(
     root: str | Path | None = None,
     columns: Columns | None = None,
 ) -> list[Sample]:
-    """Read a manifest (or a folder of media with ``.txt`` caption sidecars).
+    """Read a manifest into samples: every row becomes a sample or an error sample.
 
-    ``source`` may be ``-`` for stdin. Relative media paths are resolved against
-    ``root`` (default: the manifest's folder, or the current folder for stdin).
+    Args:
+        source: a CSV/TSV/JSONL/JSON/Parquet file (optionally gzipped), a path list, a
+            folder of media with ``.txt`` caption sidecars, an fsspec URL, or ``-``.
+        fmt: one of ``FORMATS``; default: from the name, else sniffed from the content.
+        root: folder relative media paths are resolved against (default: the
+            manifest's folder, or the current folder for stdin).
+        columns: which columns hold the media path, captions and key (default: aliases).
+
+    Raises ``UsageError`` when the manifest cannot be read as one or holds no samples.
     """
     columns = columns or Columns()
     name = str(source)

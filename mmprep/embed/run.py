@@ -114,8 +114,17 @@ def embed(
     cfg: EmbedConfig,
     opts: EmbedOptions | None = None,
 ) -> EmbedSummary:
-    """Embed ``shards`` (a folder of complete shards, tar paths, globs or brace patterns)
-    into the feature cache ``out``."""
+    """Embed extract's shards with frozen encoders into one feature cache.
+
+    Args:
+        shards: a folder of complete shards, or tar paths, globs and brace patterns.
+        out: the feature cache (HDF5) to write.
+        cfg: the encoders (spec strings) and how to run them.
+        opts: resume, overwrite, fail-fast, progress and where notes go.
+
+    Returns the run summary; samples that cannot be embedded are listed in
+    ``OUT.errors.jsonl``.
+    """
     from mmprep.device import resolve_device
     from mmprep.embed.encode import ShardsResult, embed_shards
     from mmprep.embed.plan import (

@@ -442,7 +442,15 @@ CHECKS: list[Callable[[Context], Check]] = [
 
 def run_doctor(path: str | Path = ".", timeout: float = PROBE_TIMEOUT,
                probe: Probe | None = None) -> DoctorReport:
-    """Run every check. ``probe``: a ``probe_torch`` result to reuse instead of a new one."""
+    """Check that this environment can run mmprep.
+
+    Args:
+        path: where outputs will go (its free disk is checked).
+        timeout: seconds the child processes that import torch & co. may take.
+        probe: a ``probe_torch`` result to reuse instead of a new one.
+
+    Returns the report; ``report.ok`` is False when the main job cannot run.
+    """
     t0 = time.perf_counter()
     ctx = Context(Path(path), timeout, probe)
     checks = []

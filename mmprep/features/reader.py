@@ -23,7 +23,12 @@ from mmprep.features.format import (
 
 
 def read_features(path: str | Path, modalities: list[str] | None = None) -> FeatureSet:
-    """Load a feature cache into memory (all modalities, or the ones named)."""
+    """Load a feature cache into memory.
+
+    Args:
+        path: the HDF5 file.
+        modalities: the modalities to load (default: all).
+    """
     path = Path(path)
     with open_cache(path) as f:
         if "keys" not in f:

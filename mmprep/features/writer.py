@@ -27,7 +27,13 @@ from mmprep.features.reader import layout_signature, open_cache, read_layout
 
 
 def write_features(path: str | Path, fs: FeatureSet, *, dtype: str = "float32") -> Path:
-    """Write a whole feature set atomically (temporary file + rename)."""
+    """Write a whole feature set atomically (temporary file + rename).
+
+    Args:
+        path: the HDF5 file to write.
+        fs: keys, split and one ``Modality`` per modality.
+        dtype: dtype of the stored embeddings.
+    """
     import h5py
 
     validate(fs)

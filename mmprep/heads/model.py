@@ -92,7 +92,14 @@ def save_heads(path, model: AlignmentHeads, cfg, meta: dict) -> None:
 
 
 def load_heads(run_dir) -> tuple[AlignmentHeads, object, dict]:
-    """(model, TrainHeadConfig, meta) of a run folder written by ``train-head``."""
+    """Load the heads of a train-head run.
+
+    Args:
+        run_dir: the run folder (``heads.safetensors`` and ``config.json``).
+
+    Returns (model, TrainHeadConfig, meta): ``model.embed(modality, x)`` maps input
+    features (rows, input dim) to unit-norm aligned embeddings.
+    """
     import json
     from pathlib import Path
 

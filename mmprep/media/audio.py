@@ -245,8 +245,13 @@ def audio_features(
 ) -> AudioFeatures:
     """Decode, featurise and fix the length of one clip's audio, applying ``cfg.missing``.
 
-    ``clip_seconds`` sizes the all-zero features of a clip without audio when no
-    ``target_frames`` is set.
+    Args:
+        source: a path, URL or binary file object.
+        cfg: sample rate, features, normalisation, length and missing-audio policy.
+        start, end: seconds; cut a clip out of a longer file.
+        seed: seed of ``random`` slice sampling.
+        clip_seconds: the clip's length, which sizes the all-zero features of a clip
+            without audio when no ``target_frames`` is set.
     """
     wave = decode_audio(source, cfg.sample_rate, start=start, end=end)
     meta: dict[str, Any] = {

@@ -215,6 +215,12 @@ def get_tokenizer(
 
 
 def tokenize(captions: list[str], cfg: TextConfig) -> Tokenized:
+    """Token ids and masks of ``captions``, one row each.
+
+    Args:
+        captions: the (cleaned) captions.
+        cfg: the tokenizer, its length and casing.
+    """
     return get_tokenizer(cfg.tokenizer, cfg.max_length, cfg.lowercase)(captions)
 
 

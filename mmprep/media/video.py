@@ -300,7 +300,14 @@ def sample_frames(
     seed: int = 0,
     transform=None,
 ) -> FrameSample:
-    """Decode ``source`` (path or binary file object) and sample frames per ``cfg``.
+    """Decode ``source`` and sample frames per ``cfg``.
+
+    Args:
+        source: a path, URL or binary file object.
+        cfg: sampling, size, resize and format options.
+        start, end: seconds; cut a clip out of a longer video.
+        seed: seed of ``random`` sampling (mmprep uses one per key).
+        transform: applied to each rendered (H, W, 3) uint8 frame (e.g. JPEG encoding).
 
     ``start``/``end`` (seconds) cut a clip out of a longer video. Each frame is rendered
     (resized, rotated) as soon as it is picked and, when given, passed through

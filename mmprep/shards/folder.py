@@ -87,7 +87,11 @@ def planned_count(samples: int, per_shard: int) -> int:
 
 
 def read_stats(out: str | os.PathLike | Store) -> list[dict[str, Any]]:
-    """Stats of every complete shard, in shard order."""
+    """Stats of every complete shard, in shard order.
+
+    Args:
+        out: an extract output folder or fsspec URL.
+    """
     store = as_store(out)
     stats = []
     for fname in store.list(f"*{STATS_SUFFIX}"):
@@ -125,7 +129,11 @@ def missing_shards(record: dict[str, Any], all_stats: list[dict[str, Any]]) -> l
 
 def shard_files(out: str | os.PathLike | Store) -> list[str]:
     """Paths (or URLs) of the tar files of all complete shards, in order, for
-    ``webdataset.WebDataset(...)``."""
+    ``webdataset.WebDataset(...)``.
+
+    Args:
+        out: an extract output folder or fsspec URL.
+    """
     store = as_store(out)
     return [store.path(p["file"]) for s in read_stats(store) for p in s.get("files", [])]
 
