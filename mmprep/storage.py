@@ -35,16 +35,42 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
-    final = Path(path)
-    tmp = final.with_name(final.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+TMP_SUFFIX = ".tmp"
+
+
+def exclusive_temp(final: str | os.PathLike) -> Path:
+    """A new, empty temporary file beside ``final`` that only the caller uses.
+
+    Its name is random (``.NAME.XXXXXXXX.tmp``) and it is created with
+    ``O_CREAT | O_EXCL | O_NOFOLLOW``: two writers of the same file never share a
+    temporary, and a pre-planted file or symlink is never written through.
+    """
+    final = Path(final)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=TMP_SUFFIX, dir=final.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def commit_temp(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Rename a finished temporary onto ``final`` (replacing a symlink, never following
+    it) and make the rename durable."""
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    _fsync_dir(Path(final).parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through an exclusive temporary file, fsync and rename."""
+    final = Path(path)
+    tmp = exclusive_temp(final)
+    try:
+        with open(tmp, "r+b") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        commit_temp(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class LocalStore:
@@ -87,9 +113,13 @@ class LocalStore:
     def staging_dir(self) -> Path:
         return self.root
 
+    def temp_for(self, name: str) -> Path:
+        """An exclusive temporary for the file ``name`` (see ``exclusive_temp``)."""
+        return exclusive_temp(self.root / name)
+
     def commit(self, local: Path, name: str) -> None:
         """Make finished local file ``local`` visible as ``name``."""
-        os.replace(local, self.root / name)
+        commit_temp(local, self.root / name)
 
     def release_staging(self) -> None:
         pass
@@ -150,6 +180,10 @@ class FsspecStore:
         if self._staging is None:
             self._staging = Path(tempfile.mkdtemp(prefix="mmprep-stage-"))
         return self._staging
+
+    def temp_for(self, name: str) -> Path:
+        """An exclusive local temporary for the remote file ``name``."""
+        return exclusive_temp(self.staging_dir() / name)
 
     def commit(self, local: Path, name: str) -> None:
         self.fs.put_file(str(local), self._full(name))

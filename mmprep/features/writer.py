@@ -24,6 +24,7 @@ from mmprep.features.format import (
     validate,
 )
 from mmprep.features.reader import layout_signature, open_cache, read_layout
+from mmprep.storage import commit_temp, exclusive_temp
 
 
 def write_features(path: str | Path, fs: FeatureSet, *, dtype: str = "float32") -> Path:
@@ -39,31 +40,35 @@ def write_features(path: str | Path, fs: FeatureSet, *, dtype: str = "float32") 
     validate(fs)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["version"] = VERSION
-        f.attrs["mmprep_version"] = __version__
-        f.attrs["modalities"] = json.dumps(list(fs.modalities))
-        for k, v in fs.attrs.items():
-            if k not in ("format", "version", "mmprep_version", "modalities"):
-                f.attrs[k] = v if isinstance(v, str | int | float) else json.dumps(v)
-        f.create_dataset("keys", data=np.array(fs.keys, dtype=object), dtype=str_dtype())
-        f.create_dataset("split", data=np.array([str(s) for s in fs.split], dtype=object),
-                         dtype=str_dtype())
-        for name, mod in fs.modalities.items():
-            ds = f.create_dataset(name, data=mod.data.astype(dtype, copy=False))
-            for k, v in mod.attrs.items():
-                ds.attrs[k] = v if isinstance(v, str | int | float) else json.dumps(v)
-            ds.attrs["dim"] = mod.dim
-            if mod.owner is not None:
-                f.create_dataset(f"{name}_owner", data=mod.owner.astype(np.int64))
-            if mod.mask is not None:
-                f.create_dataset(f"{name}_mask", data=mod.mask.astype(bool))
-            if mod.captions is not None:
-                f.create_dataset(f"{name}_caption", data=np.array(mod.captions, dtype=object),
-                                 dtype=str_dtype())
-    os.replace(tmp, path)
+    tmp = exclusive_temp(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["version"] = VERSION
+            f.attrs["mmprep_version"] = __version__
+            f.attrs["modalities"] = json.dumps(list(fs.modalities))
+            for k, v in fs.attrs.items():
+                if k not in ("format", "version", "mmprep_version", "modalities"):
+                    f.attrs[k] = v if isinstance(v, str | int | float) else json.dumps(v)
+            f.create_dataset("keys", data=np.array(fs.keys, dtype=object), dtype=str_dtype())
+            f.create_dataset("split", data=np.array([str(s) for s in fs.split], dtype=object),
+                             dtype=str_dtype())
+            for name, mod in fs.modalities.items():
+                ds = f.create_dataset(name, data=mod.data.astype(dtype, copy=False))
+                for k, v in mod.attrs.items():
+                    ds.attrs[k] = v if isinstance(v, str | int | float) else json.dumps(v)
+                ds.attrs["dim"] = mod.dim
+                if mod.owner is not None:
+                    f.create_dataset(f"{name}_owner", data=mod.owner.astype(np.int64))
+                if mod.mask is not None:
+                    f.create_dataset(f"{name}_mask", data=mod.mask.astype(bool))
+                if mod.captions is not None:
+                    f.create_dataset(f"{name}_caption", data=np.array(mod.captions, dtype=object),
+                                     dtype=str_dtype())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    commit_temp(tmp, path)
     return path
 
 
@@ -99,7 +104,7 @@ class FeatureWriter:
                 raise MmprepError(f"invalid modality name {name!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.tmp = exclusive_temp(self.path)  # unique, created exclusively
         self.modalities = dict(modalities)
         self.dtype = np.dtype(dtype)
         self.rows = 0
@@ -219,7 +224,7 @@ class FeatureWriter:
         self._f.close()
         with open(self.tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(self.tmp, self.path)
+        commit_temp(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:

@@ -51,15 +51,20 @@ def write_report(path: str | Path, metrics: dict[str, Any]) -> Path:
 
 def _save(fig, path: str | Path) -> Path:
     """Write the figure atomically (a temporary file renamed into place)."""
-    import os
-
     import matplotlib.pyplot as plt
 
+    from mmprep.storage import commit_temp, exclusive_temp
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    tmp = exclusive_temp(path)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    commit_temp(tmp, path)
     return path
 
 

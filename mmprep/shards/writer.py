@@ -45,8 +45,8 @@ class ShardWriter:
 
     def _open_part(self) -> None:
         final = part_name(self.name, self.index, len(self.parts))
-        self._tmp = self.store.staging_dir() / (final + TMP_SUFFIX)
-        self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed in _close_part/abort
+        self._tmp = self.store.temp_for(final)  # unique to this writer, created exclusively
+        self._fh = open(self._tmp, "r+b")  # noqa: SIM115 - closed in _close_part/abort
         self._tar = tarfile.open(  # noqa: SIM115
             fileobj=self._fh, mode="w", format=tarfile.PAX_FORMAT
         )
@@ -113,7 +113,9 @@ def clear_shard(store: Store, name: str, index: int) -> None:
         rest = fname[len(stem):]
         if rest == "" or rest[0] in "._":
             store.remove(fname)
+    for fname in store.list(f".{stem}*{TMP_SUFFIX}"):  # left by a killed writer
+        store.remove(fname)
     staging = store.staging_dir()
     if staging != getattr(store, "root", None):
-        for path in staging.glob(f"{stem}*{TMP_SUFFIX}"):
+        for path in staging.glob(f".{stem}*{TMP_SUFFIX}"):
             path.unlink(missing_ok=True)
