@@ -66,7 +66,33 @@ class Sample:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sample:
+        """A sample from its ``to_dict`` form, checked: it may come from a file on disk
+        (an error record), so the key must follow the key rules and the fields their
+        types. Raises ``ValueError`` naming the problem."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a sample must be a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - _SAMPLE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown sample field(s) {', '.join(unknown)}")
+        key = data.get("key")
+        if not isinstance(key, str) or not key or sanitize_key(key) != key:
+            raise ValueError(f"sample key {key!r} breaks the key rules")
+        if not isinstance(data.get("source"), str) or "\x00" in data["source"]:
+            raise ValueError(f"sample {key!r}: source must be a path without NUL characters")
+        if not isinstance(data.get("index"), int):
+            raise ValueError(f"sample {key!r}: index must be an integer")
+        captions = data.get("captions", [])
+        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+            raise ValueError(f"sample {key!r}: captions must be a list of strings")
+        for name in ("start", "end"):
+            value = data.get(name)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, int | float)):
+                raise ValueError(f"sample {key!r}: {name} must be a number of seconds")
         return cls(**data)
+
+
+_SAMPLE_FIELDS = {f for f in Sample.__dataclass_fields__}
 
 
 @dataclass

@@ -38,6 +38,10 @@ def handle_errors(func: Callable) -> Callable:
             sys.exit(EXIT_FAILED)
         except BrokenPipeError:  # e.g. `mmprep inspect ... | head`
             sys.exit(EXIT_OK)
+        except OSError as exc:  # the file system: disk full, read-only, permissions, I/O
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+            sys.exit(EXIT_FAILED)
         except KeyboardInterrupt:
             click.echo("Interrupted; rerun the same command to resume.", err=True)
             sys.exit(130)

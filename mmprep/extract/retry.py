@@ -16,9 +16,10 @@ from mmprep.extract.sample import ExtractConfig
 from mmprep.manifest import Sample
 from mmprep.shards.folder import (
     RUN_FILE,
-    as_store,
+    FolderLock,
     current_failures,
     missing_shards,
+    open_output,
     planned_count,
     read_record,
     read_stats,
@@ -35,9 +36,14 @@ def retry_failed(out_dir, opts: RunOptions | None = None) -> tuple[RunSummary, i
     Returns the summary and how many samples were retried.
     """
     opts = opts or RunOptions()
-    store = as_store(out_dir)
+    store = open_output(out_dir)
+    with FolderLock(store, what="mmprep retry-failed"):
+        return _retry(store, opts)
+
+
+def _retry(store, opts: RunOptions) -> tuple[RunSummary, int]:
     record = read_record(store)
-    if record is None:
+    if record is None or not isinstance(record.get("config"), dict):
         raise MmprepError(f"{store.url} has no readable {RUN_FILE}: not an mmprep extract "
                           "output")
     cfg = from_dict(ExtractConfig, record["config"])
@@ -51,13 +57,21 @@ def retry_failed(out_dir, opts: RunOptions | None = None) -> tuple[RunSummary, i
                           f"{missing[0]}); rerun the extract command first")
     failures = current_failures(all_stats)
     retryable = [e for e in failures if e.get("sample") and e["stage"] != "manifest"]
-    samples = [Sample.from_dict(e["sample"]) for e in retryable]
+    samples = []
+    for e in retryable:
+        try:  # read back from a file: checked like a manifest row (keys above all)
+            samples.append(Sample.from_dict(e["sample"]))
+        except (TypeError, ValueError) as exc:
+            raise MmprepError(f"{store.url}: an error record of shard(s) on disk is not a "
+                              f"valid sample ({exc}); was a stats file edited?") from exc
     first = max([planned, *(i + 1 for i in done)])
     todo = [(first + i // per, samples[i : i + per]) for i in range(0, len(samples), per)]
     t0 = time.perf_counter()
     if todo:
         opts.executor = "ray" if opts.executor == "ray" else "local"
-        run_shards(todo, cfg, store, opts, extra_stats={"retry": True}, desc="retry")
+        run_shards(todo, cfg, store, opts, desc="retry",
+                   extra_stats={"retry": True,
+                                "manifest_fingerprint": record.get("manifest_fingerprint")})
     summary = summarize(store, cfg, record["samples"], planned + len(todo), planned, samples,
                         time.perf_counter() - t0)
     return summary, len(samples)

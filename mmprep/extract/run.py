@@ -15,7 +15,7 @@ from typing import Any, get_args
 
 from mmprep import __version__
 from mmprep.config import to_dict
-from mmprep.errors import MmprepError
+from mmprep.errors import MmprepError, UsageError
 from mmprep.extract.executors.local import run_local
 from mmprep.extract.executors.slurm import select_shards
 from mmprep.extract.options import Executor, RunOptions
@@ -23,10 +23,12 @@ from mmprep.extract.sample import ExtractConfig
 from mmprep.manifest import Sample, manifest_fingerprint
 from mmprep.results import Result
 from mmprep.shards.folder import (
-    as_store,
+    FolderLock,
     check_output,
     current_failures,
     done_indices,
+    open_output,
+    read_record,
     read_stats,
     wipe,
     write_errors,
@@ -207,21 +209,27 @@ def extract(
     opts = opts or RunOptions()
     if opts.executor not in EXECUTORS:
         raise MmprepError(f"unknown executor {opts.executor!r} (allowed: {', '.join(EXECUTORS)})")
-    store = as_store(out_dir)
-    store.mkdirs()
+    shared = opts.executor == "slurm"  # the tasks of one job array share the folder
+    if opts.overwrite and shared:
+        raise UsageError("overwrite=True (--overwrite) cannot be combined with executor "
+                         "'slurm': every array task would wipe the others' shards; empty the "
+                         "folder before submitting the array")
+    store = open_output(out_dir)
     record = run_record(samples, cfg)
-    if opts.overwrite:
-        wipe(store, cfg.shards.name)
-    check_output(store, record)
-    write_record(store, record)
-
-    plan = plan_shards(samples, cfg.shards.samples_per_shard)
-    mine = select_shards(plan, opts.slurm) if opts.executor == "slurm" else plan
-    done = done_indices(store, cfg.shards.name)
-    todo = [(i, chunk) for i, chunk in mine if i not in done]
-    t0 = time.perf_counter()
-    run_shards(todo, cfg, store, opts)
-    seconds = time.perf_counter() - t0
-    processed = [s for _, chunk in todo for s in chunk]
-    return summarize(store, cfg, len(samples), len(plan), len(mine) - len(todo), processed,
-                     seconds)
+    with FolderLock(store, shared=shared, what="mmprep extract"):
+        if opts.overwrite:
+            wipe(store, cfg.shards.name)
+        check_output(store, record)
+        if read_record(store) != record:  # written once; array tasks write the same
+            write_record(store, record)
+        plan = plan_shards(samples, cfg.shards.samples_per_shard)
+        mine = select_shards(plan, opts.slurm) if shared else plan
+        done = done_indices(store, cfg.shards.name)
+        todo = [(i, chunk) for i, chunk in mine if i not in done]
+        t0 = time.perf_counter()
+        run_shards(todo, cfg, store, opts,
+                   extra_stats={"manifest_fingerprint": record["manifest_fingerprint"]})
+        seconds = time.perf_counter() - t0
+        processed = [s for _, chunk in todo for s in chunk]
+        return summarize(store, cfg, len(samples), len(plan), len(mine) - len(todo),
+                         processed, seconds)

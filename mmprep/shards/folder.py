@@ -13,11 +13,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import socket
+import time
+from pathlib import Path
 from typing import Any
 
-from mmprep.errors import MmprepError
+from mmprep.errors import MmprepError, UsageError
 from mmprep.shards.format import STATS_SUFFIX, TMP_SUFFIX, stats_name
 from mmprep.storage import FsspecStore, LocalStore, Store, open_store
 
@@ -27,6 +32,43 @@ ERRORS_FILE = "errors.jsonl"
 
 def as_store(out: str | os.PathLike | Store) -> Store:
     return out if isinstance(out, LocalStore | FsspecStore) else open_store(out)
+
+
+def open_output(out: str | os.PathLike | Store) -> Store:
+    """The output folder, created if needed; one clear error when it cannot be one
+    (empty name, a file, a dangling link, under a file, not writable, read-only)."""
+    if isinstance(out, LocalStore | FsspecStore):
+        store = out
+    else:
+        text = os.fspath(out)
+        if not text.strip():
+            raise UsageError("the output folder is an empty name; give a folder (-o DIR)")
+        if "\x00" in text:
+            raise UsageError("the output folder name contains a NUL character")
+        store = open_store(text)
+    if store.remote:
+        try:
+            store.mkdirs()
+        except Exception as exc:  # noqa: BLE001 - fsspec backends raise many types
+            raise MmprepError(f"cannot create {store.url}: {type(exc).__name__}: {exc}"
+                              ) from exc
+        return store
+    root = store.root
+    if root.is_symlink() and not root.exists():
+        raise UsageError(f"{root} is a symbolic link to a missing target "
+                         f"({os.readlink(root)}); give an existing folder or a new name")
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{root} exists and is not a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"cannot create {root}: a part of that path is a file") from None
+    except OSError as exc:
+        raise MmprepError(f"cannot create {root}: {exc.strerror or exc}") from exc
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise MmprepError(f"{root} is not writable (permission denied or a read-only "
+                          "file system)")
+    return store
 
 
 def write_json(store: Store, name: str, obj: Any) -> None:
@@ -53,17 +95,32 @@ def write_record(out: str | os.PathLike | Store, record: dict[str, Any]) -> None
 
 
 def check_output(store: Store, record: dict[str, Any]) -> None:
-    """Refuse to mix two different configs or manifests in one output folder."""
+    """Refuse to mix two different configs or manifests in one output folder.
+
+    The run record says what the folder holds; every stats file says it too (its config
+    hash, shard layout and manifest fingerprint), so a folder whose record was deleted or
+    damaged is still never mixed.
+    """
+    changes: list[str] = []
     old = read_record(store)
-    if old is None:
-        return
-    changes = []
-    if old.get("content_hash") != record["content_hash"]:
-        changes.append("the extraction config changed")
-    if old.get("config", {}).get("shards") != record["config"]["shards"]:
-        changes.append("the shard layout changed")
-    if old.get("manifest_fingerprint") != record["manifest_fingerprint"]:
-        changes.append("the manifest changed")
+    if old is not None:
+        if old.get("content_hash") != record["content_hash"]:
+            changes.append("the extraction config changed")
+        if old.get("config", {}).get("shards") != record["config"]["shards"]:
+            changes.append("the shard layout changed")
+        if old.get("manifest_fingerprint") != record["manifest_fingerprint"]:
+            changes.append("the manifest changed")
+    else:
+        for stats in read_stats(store):
+            if stats.get("pipeline_hash") not in (None, record["content_hash"]):
+                changes.append(f"{stats.get('shard')} was extracted with another config")
+            elif stats.get("shard_config") not in (None, record["config"]["shards"]):
+                changes.append(f"{stats.get('shard')} has another shard layout")
+            elif stats.get("manifest_fingerprint") not in (None,
+                                                          record["manifest_fingerprint"]):
+                changes.append(f"{stats.get('shard')} comes from another manifest")
+            if changes:
+                break
     if changes:
         raise MmprepError(
             f"{store.url} holds shards from a different run ({'; '.join(changes)}). "
@@ -71,10 +128,25 @@ def check_output(store: Store, record: dict[str, Any]) -> None:
         )
 
 
+def shard_names(store: Store) -> set[str]:
+    """Names (file prefixes) of the shards in the folder, from its record and stats."""
+    names = {s["name"] for s in read_stats(store) if isinstance(s.get("name"), str)}
+    record = read_record(store)
+    if record is not None:
+        with contextlib.suppress(AttributeError, KeyError, TypeError):
+            names.add(record["config"]["shards"]["name"])
+    return names
+
+
 def wipe(store: Store, name: str) -> None:
-    """Remove every artifact of a previous run named ``name`` (shards, record, errors)."""
-    for fname in store.list(f"{name}-*"):
-        store.remove(fname)
+    """Remove every artifact of previous runs: the shards of every name the folder's
+    record and stats files mention (and ``name``), temporaries, the record, errors."""
+    names = shard_names(store) | {name}
+    alternatives = "|".join(re.escape(n) for n in sorted(names))
+    pattern = re.compile(rf"({alternatives})-\d{{6}}([._].*)?")
+    for fname in store.list("*"):
+        if pattern.fullmatch(fname) or (fname.startswith(".") and fname.endswith(TMP_SUFFIX)):
+            store.remove(fname)
     for fname in (RUN_FILE, ERRORS_FILE):
         store.remove(fname)
 
@@ -87,7 +159,8 @@ def planned_count(samples: int, per_shard: int) -> int:
 
 
 def read_stats(out: str | os.PathLike | Store) -> list[dict[str, Any]]:
-    """Stats of every complete shard, in shard order.
+    """Stats of every complete shard, in shard order (unreadable or malformed stats files
+    are left out: their shard counts as not done).
 
     Args:
         out: an extract output folder or fsspec URL.
@@ -96,9 +169,11 @@ def read_stats(out: str | os.PathLike | Store) -> list[dict[str, Any]]:
     stats = []
     for fname in store.list(f"*{STATS_SUFFIX}"):
         try:
-            stats.append(json.loads(store.read_bytes(fname).decode("utf-8")))
+            data = json.loads(store.read_bytes(fname).decode("utf-8"))
         except (OSError, ValueError):
             continue
+        if isinstance(data, dict) and isinstance(data.get("index"), int):
+            stats.append(data)
     stats.sort(key=lambda s: (s.get("name", ""), s.get("index", 0)))
     return stats
 
@@ -109,14 +184,47 @@ def write_stats(store: Store, stats: dict[str, Any]) -> None:
 
 
 def done_indices(store: Store, name: str) -> set[int]:
-    """Indices of the complete shards named ``name`` (their stats file exists)."""
+    """Indices of the complete shards named ``name``: their stats file exists and their
+    tars agree with it (``verify_shard``). A shard whose tars disagree is cleared, so the
+    run redoes it."""
+    from mmprep.shards.writer import clear_shard
+
     prefix = f"{name}-"
     out = set()
     for fname in store.list(f"{prefix}*{STATS_SUFFIX}"):
         digits = fname[len(prefix):-len(STATS_SUFFIX)]
-        if digits.isdigit():
+        if not digits.isdigit():
+            continue
+        problem = verify_shard(store, fname)
+        if problem is None:
             out.add(int(digits))
+        else:
+            clear_shard(store, name, int(digits))
     return out
+
+
+def verify_shard(store: Store, stats_file: str) -> str | None:
+    """Why the shard of ``stats_file`` is not complete (None: it is): its stats file is
+    unreadable, or a tar it lists is missing, has another size, or is not closed."""
+    from mmprep.shards.writer import has_end_marker
+
+    try:
+        stats = json.loads(store.read_bytes(stats_file))
+    except (OSError, ValueError) as exc:
+        return f"{stats_file} is unreadable ({exc})"
+    if not isinstance(stats, dict) or not isinstance(stats.get("files"), list):
+        return f"{stats_file} is not a stats record"
+    for part in stats["files"]:
+        fname = part.get("file") if isinstance(part, dict) else None
+        if not isinstance(fname, str) or not store.exists(fname):
+            return f"{fname} is missing"
+        if store.size(fname) != part.get("bytes"):
+            return (f"{fname} has {store.size(fname)} bytes, its stats file says "
+                    f"{part.get('bytes')}")
+        with store.open(fname) as fh:
+            if not has_end_marker(fh):
+                return f"{fname} has no end-of-archive marker"
+    return None
 
 
 def missing_shards(record: dict[str, Any], all_stats: list[dict[str, Any]]) -> list[int]:
@@ -172,7 +280,8 @@ def write_errors(out: str | os.PathLike | Store) -> str:
 def shard_stats(*, name: str, index: int, files: list[dict[str, Any]], inputs: int,
                 manifest_range: list[int], keys: list[str], errors: list[dict[str, Any]],
                 warnings: int, timings: dict[str, float], seconds: float, started: float,
-                pipeline_hash: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                pipeline_hash: str, shard_config: dict[str, Any] | None = None,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The content of a shard's stats file (documented in the README's shard format)."""
     from mmprep import __version__
     from mmprep.shards.format import SAMPLE_FORMAT_VERSION, shard_stem
@@ -193,6 +302,80 @@ def shard_stats(*, name: str, index: int, files: list[dict[str, Any]], inputs: i
         "bytes": sum(p["bytes"] for p in files),
         "started": started,
         "pipeline_hash": pipeline_hash,
+        "shard_config": shard_config,
         "mmprep_version": __version__,
         **(extra or {}),
     }
+
+
+# -- one run at a time ------------------------------------------------------------------
+
+LOCK_FILE = ".mmprep.lock"
+
+
+class FolderLock:
+    """An advisory lock on an output folder, held for the length of a run.
+
+    ``OUT/.mmprep.lock`` is locked with ``flock`` (the kernel releases it when the holder
+    exits, however it exits, so a lock left by a killed run is never in the way) and
+    holds the owner's pid, host and start time for the "in use by ..." message. A run
+    takes it exclusively; the tasks of a SLURM job array share it (each owns its
+    shards), which still keeps any other run out. Remote (fsspec) folders are not
+    locked: run one job per remote folder at a time.
+    """
+
+    def __init__(self, store: Store, *, shared: bool = False, what: str = "mmprep extract"):
+        self.store = store
+        self.shared = shared
+        self.what = what
+        self._fd: int | None = None
+
+    def __enter__(self) -> FolderLock:
+        if self.store.remote:
+            return self
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not Unix
+            return self
+        path = Path(self.store.path(LOCK_FILE))
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            raise MmprepError(f"cannot create the lock file {path}: {exc.strerror or exc}"
+                              ) from exc
+        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise MmprepError(
+                f"{self.store.url} is in use by {holder}: one run per output folder at a "
+                "time (SLURM array tasks of one job may share it). Wait for it to finish, "
+                "or use another folder.") from None
+        self._fd = fd
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "shared": self.shared}
+        line = (json.dumps(info) + "\n").encode()
+        if not self.shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, line, 0)
+        else:  # several holders: one line each (the file is emptied by the next exclusive)
+            os.lseek(fd, 0, os.SEEK_END)
+            os.write(fd, line)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock
+            self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        raw = os.pread(fd, 65536, 0).decode("utf-8", "replace")
+        info = json.loads(raw.strip().splitlines()[-1])
+        return (f"{info.get('what', 'mmprep')} (pid {info.get('pid')} on host "
+                f"{info.get('host')}, since {info.get('started')})")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return "another mmprep run"

@@ -45,6 +45,7 @@ from mmprep.shards.format import (
     is_frame_member,
     split_member,
 )
+from mmprep.shards.writer import has_end_marker
 from mmprep.storage import Store, is_remote
 
 MAX_PROBLEMS = 50
@@ -185,19 +186,10 @@ def _check_tar(name: str, fileobj, report: _Report, deep: bool) -> list[str]:
     return keys
 
 
-def _has_end_marker(fileobj) -> bool:
-    fileobj.seek(0, io.SEEK_END)
-    size = fileobj.tell()
-    if size < 1024:
-        return False
-    fileobj.seek(size - 1024)
-    return fileobj.read(1024) == b"\0" * 1024
-
-
 def _inspect_tar_paths(paths: list[str], report: _Report, deep: bool) -> None:
     for path in paths:
         with open(path, "rb") as fh:
-            if not _has_end_marker(fh):
+            if not has_end_marker(fh):
                 report.problem(f"{path}: no end-of-archive marker (truncated?)")
             fh.seek(0)
             _check_tar(Path(path).name, fh, report, deep)
@@ -223,7 +215,7 @@ def _inspect_folder(store: Store, report: _Report, deep: bool) -> dict[str, Any]
             with store.open(fname) as fh:
                 data = io.BytesIO(fh.read()) if store.remote else None
                 handle = data if data is not None else fh
-                if not _has_end_marker(handle):
+                if not has_end_marker(handle):
                     report.problem(f"{fname}: no end-of-archive marker (truncated?)")
                 handle.seek(0)
                 tar_keys += _check_tar(fname, handle, report, deep)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mmprep.errors import MmprepError
 from mmprep.shards.format import TMP_SUFFIX, part_name, shard_stem
 from mmprep.storage import Store
 
@@ -42,6 +43,7 @@ class ShardWriter:
         self._tmp: Path | None = None
         self._part_bytes = 0
         self._part_samples = 0
+        self._part_members: list[str] = []  # member names written to the open part
 
     def _open_part(self) -> None:
         final = part_name(self.name, self.index, len(self.parts))
@@ -53,6 +55,7 @@ class ShardWriter:
         self.parts.append({"file": final, "samples": 0, "bytes": 0})
         self._part_bytes = 0
         self._part_samples = 0
+        self._part_members = []
 
     def _close_part(self) -> None:
         if self._tar is None:
@@ -61,9 +64,10 @@ class ShardWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
+        self._tar = self._fh = None
+        verify_tar(self._tmp, self._part_members)  # before it gets its final name
         self.parts[-1]["bytes"] = self._tmp.stat().st_size
         self.store.commit(self._tmp, self.parts[-1]["file"])
-        self._tar = self._fh = None
 
     def write(self, key: str, members: Iterable[tuple[str, bytes]]) -> int:
         """Add one sample (``KEY.suffix`` members); returns its size in bytes."""
@@ -84,6 +88,7 @@ class ShardWriter:
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             self._tar.addfile(info, io.BytesIO(data))
+            self._part_members.append(info.name)
         self._part_bytes += size
         self._part_samples += 1
         self.parts[-1]["samples"] += 1
@@ -104,6 +109,36 @@ class ShardWriter:
             finally:
                 self._tmp.unlink(missing_ok=True)
             self._tar = self._fh = None
+
+
+def has_end_marker(fileobj) -> bool:
+    """The tar ends with its end-of-archive marker (two zero blocks): it was closed."""
+    fileobj.seek(0, io.SEEK_END)
+    size = fileobj.tell()
+    if size < 1024:
+        return False
+    fileobj.seek(size - 1024)
+    return fileobj.read(1024) == b"\0" * 1024
+
+
+def verify_tar(path: Path, members: list[str]) -> None:
+    """Check a finished tar holds exactly ``members``, in order, and is closed; raise
+    ``MmprepError`` otherwise (the shard is then not marked complete)."""
+    try:
+        with open(path, "rb") as fh:
+            closed = has_end_marker(fh)
+            fh.seek(0)
+            with tarfile.open(fileobj=fh, mode="r:") as tar:
+                found = [info.name for info in tar]
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise MmprepError(f"{path.name}: the tar just written cannot be read back: {exc}"
+                          ) from exc
+    if not closed or found != members:
+        raise MmprepError(
+            f"{path.name}: the tar just written does not hold what was written "
+            f"({len(found)} members read back, {len(members)} written"
+            f"{'' if closed else ', no end-of-archive marker'}); the shard is not marked "
+            "complete and will be redone")
 
 
 def clear_shard(store: Store, name: str, index: int) -> None:

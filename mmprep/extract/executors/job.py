@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from mmprep.config import to_dict
 from mmprep.errors import MmprepError
 from mmprep.extract.sample import ExtractConfig, Outcome
 from mmprep.manifest import Sample
@@ -80,7 +81,8 @@ class ShardJob:
             manifest_range=([samples[0].index, samples[-1].index + 1] if samples else [0, 0]),
             keys=self.keys, errors=self.errors, warnings=self.warnings, timings=self.timings,
             seconds=time.perf_counter() - self._t0, started=self.started,
-            pipeline_hash=self.cfg.content_hash(), extra=self.extra_stats)
+            pipeline_hash=self.cfg.content_hash(), shard_config=to_dict(self.cfg.shards),
+            extra=self.extra_stats)
         write_stats(self.store, stats)
         return stats
 

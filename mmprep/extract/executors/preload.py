@@ -6,6 +6,10 @@ down (the workers report the failure themselves, see ``SamplePool``).
 
 import contextlib
 import importlib
+import signal
+
+# Ctrl-C is the parent's business: never a KeyboardInterrupt traceback from here.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 for _name in ("numpy", "av", "PIL.Image", "tokenizers", "torch", "torchaudio.compliance.kaldi",
               "mmprep.extract.sample", "mmprep.extract.executors.pool"):
