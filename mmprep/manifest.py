@@ -210,20 +210,73 @@ def _decode(data: bytes) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
+_CSV_FIELD_LIMIT = 64 * 2**20  # characters; the csv module's default is 131,072
+
+
+def _parse_line(text: str, delimiter: str) -> list[str]:
+    return next(csv.reader([text], delimiter=delimiter), [])
+
+
+def _records(text: str, delimiter: str, header_width: int | None = None
+             ) -> Iterator[tuple[int, list[str] | str]]:
+    """(first line, fields) of each CSV record, or (line, problem) for a record that is
+    broken: a quote that is never closed, or a quoted field that runs over following
+    lines which look like rows of their own (a stray quote would otherwise swallow them).
+    """
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        start = i
+        record = lines[i].rstrip("\r")
+        i += 1
+        while record.count('"') % 2 and i < len(lines):  # a quoted field goes on
+            record += "\n" + lines[i].rstrip("\r")
+            i += 1
+        width = header_width
+        stray = record.count('"') % 2 == 1
+        if not stray and i - start > 1 and width and width > 1:
+            stray = any(len(_parse_line(ln.rstrip("\r"), delimiter)) == width
+                        for ln in lines[start + 1:i] if ln.strip())
+        if stray:
+            i = start + 1  # the lines after it are read as rows again
+            yield start + 1, ("unbalanced quote: a quoted field opened on this line is "
+                              "never closed, or runs over lines that look like rows; "
+                              "close it, or double the quote character (\"\")")
+            continue
+        if not record.strip():
+            continue
+        try:
+            fields = _parse_line(record, delimiter)
+        except csv.Error as exc:
+            yield start + 1, f"unreadable CSV record: {exc}"
+            continue
+        yield start + 1, fields
+        if header_width is None:
+            header_width = len(fields)
+
+
 def _rows_delimited(text: str, delimiter: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = None
-    for row in reader:
-        if not row or all(not c.strip() for c in row):
-            continue
-        if header is None:
-            header = [h.strip() for h in row]
-            continue
-        line = reader.line_num
-        if len(row) > len(header):
-            yield line, f"row has {len(row)} fields, the header has {len(header)}"
-            continue
-        yield line, {h: v for h, v in zip(header, row)}
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, _CSV_FIELD_LIMIT))
+    try:
+        header = None
+        for line, row in _records(text, delimiter):
+            if isinstance(row, str):
+                if header is None:
+                    raise UsageError(f"manifest header (line {line}): {row}")
+                yield line, row
+                continue
+            if not row or all(not c.strip() for c in row):
+                continue
+            if header is None:
+                header = [h.strip() for h in row]
+                continue
+            if len(row) > len(header):
+                yield line, f"row has {len(row)} fields, the header has {len(header)}"
+                continue
+            yield line, {h: v for h, v in zip(header, row)}
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _rows_txt(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -243,6 +296,9 @@ def _rows_jsonl(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
         except json.JSONDecodeError as exc:
             yield i, f"invalid JSON: {exc.msg} at column {exc.colno}"
             continue
+        except RecursionError:
+            yield i, "invalid JSON: nested too deeply"
+            continue
         if isinstance(obj, dict):
             yield i, obj
         else:
@@ -254,6 +310,8 @@ def _rows_json(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"manifest is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise UsageError("manifest is not usable JSON: nested too deeply") from None
     if isinstance(data, dict):
         # {"key": {...}} or {"key": "caption"} mappings.
         data = [
@@ -295,6 +353,24 @@ def _rows_folder(folder: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             text = _decode(sidecar.read_bytes())
             row["caption"] = [c for c in text.splitlines() if c.strip()]
         yield i, row
+
+
+def json_safe(value: Any) -> Any:
+    """Manifest values as JSON data (Parquet gives timestamps, bytes, decimals...): kept
+    when JSON has them, else their text (bytes as hex)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
 
 
 def _pick(row: dict[str, Any], explicit: str | None, aliases: tuple[str, ...]) -> str | None:
@@ -427,6 +503,10 @@ def build_samples(rows, *, base: Path | str, columns: Columns) -> list[Sample]:
                                     used, reserved))
             continue
         media = str(media).strip()
+        if "\x00" in media:
+            samples.append(_bad(len(samples), line, "media path contains a NUL character",
+                                used, reserved))
+            continue
         if not is_url(media) and not os.path.isabs(media):
             media = f"{base.rstrip('/')}/{media}" if isinstance(base, str) else str(base / media)
         try:
@@ -458,7 +538,7 @@ def build_samples(rows, *, base: Path | str, columns: Columns) -> list[Sample]:
             source_key = stem if start is None and end is None else (
                 f"{stem}_{_ms(start or 0)}-{_ms(end) if end is not None else 'end'}")
         known = {vcol, ccol, kcol, "start", "end", "split"}
-        meta = {k: v for k, v in row.items() if k not in known and k}
+        meta = {str(k): json_safe(v) for k, v in row.items() if k not in known and k}
         split = row.get("split")
         if explicit not in (None, "") and source_key in reserved and source_key not in used:
             key = source_key  # a safe key given by the manifest: kept as given

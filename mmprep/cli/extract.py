@@ -49,6 +49,8 @@ EXTRACT_OPTIONS = [
     ConfigOption(("--mel-frames",), "audio.target_frames",
                  "Pad/cut features to this many frames (e.g. 1024).", int),
     ConfigOption(("--mel-slices",), "audio.slices", "With --mel-frames: slices per clip.", int),
+    ConfigOption(("--max-audio-seconds",), "audio.max_seconds",
+                 "Decoded audio longer than this is an error record (bounds memory).", float),
     ConfigOption(("--missing-audio",), "audio.missing",
                  "Clips without audio: zeros (all-zero features), omit (no KEY.mel.npy) or "
                  "error (error record)."),
@@ -65,6 +67,9 @@ EXTRACT_OPTIONS = [
     ConfigOption(("--shard-size",), "shards.samples_per_shard", "Samples per shard.", int),
     ConfigOption(("--shard-name",), "shards.name", "Shard file prefix (NAME-000000.tar).", str),
     ConfigOption(("--seed",), "seed", "Seed for random frame/slice sampling.", int),
+    ConfigOption(("--max-sample-mb",), "max_sample_mb",
+                 "A sample whose members would exceed this size is an error record "
+                 "(nothing larger is allocated).", float),
 ]
 
 

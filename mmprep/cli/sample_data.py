@@ -7,6 +7,9 @@ import click
 from mmprep.cli.options import handle_errors, progress_option, show_progress
 from mmprep.synthetic.clips import MANIFEST_FORMATS
 
+MAX_SIDE = 4096
+MAX_CLIP_BYTES = 2 * 2**30
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -15,6 +18,9 @@ def _size(text: str) -> tuple[int, int]:
         raise click.BadParameter(f"{text!r} is not WIDTHxHEIGHT (e.g. 160x120)") from None
     if w < 16 or h < 16:
         raise click.BadParameter("frames must be at least 16x16")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise click.BadParameter(f"frames must be at most {MAX_SIDE}x{MAX_SIDE} (generated "
+                                 "clips are held in memory while they are encoded)")
     return w, h
 
 
@@ -50,8 +56,15 @@ def sample_data(out_dir, count, seed, seconds, fps, size, captions_per_clip, tes
     """
     from mmprep.synthetic.clips import write_sample_data
 
+    w, h = _size(size)
+    frame_bytes = seconds * fps * w * h * 3
+    if frame_bytes > MAX_CLIP_BYTES:
+        raise click.BadParameter(
+            f"each generated clip would hold {frame_bytes / 2**30:.1f} GB of frames in "
+            f"memory (at most {MAX_CLIP_BYTES / 2**30:.0f} GB): use a smaller --size, --fps "
+            "or --seconds")
     path = write_sample_data(
-        out_dir, count, seed=seed, seconds=seconds, fps=fps, size=_size(size),
+        out_dir, count, seed=seed, seconds=seconds, fps=fps, size=(w, h),
         captions_per_clip=captions_per_clip, test_fraction=test_fraction,
         manifest_format=manifest_format, progress=show_progress(progress_mode),
     )

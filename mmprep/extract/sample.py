@@ -41,13 +41,27 @@ class ExtractConfig:
     shards: ShardConfig = field(default_factory=ShardConfig)
     seed: int = 0
     pipeline: str = "default"  # preset name, recorded in the metadata
+    # a sample whose members would exceed this many MB is an error record (a tiny file
+    # can claim hours of duration; nothing is allocated beyond the cap)
+    max_sample_mb: float = 512.0
+
+    def __post_init__(self) -> None:
+        if self.max_sample_mb <= 0:
+            raise ValueError("max_sample_mb must be > 0")
 
     def content_hash(self) -> str:
-        """Hash of the options that change sample content (not shard grouping)."""
+        """Hash of the options that change sample content (not shard grouping, speed,
+        or the caps that turn oversized samples into error records)."""
         data = to_dict(self)
         data.pop("shards")
+        data.pop("max_sample_mb")
         data["video"].pop("threads")
+        data["audio"].pop("max_seconds")
         return config_hash(data)
+
+    @property
+    def max_sample_bytes(self) -> int:
+        return int(self.max_sample_mb * 2**20)
 
 
 def required_modules(cfg: ExtractConfig) -> list[str]:
@@ -71,6 +85,19 @@ def preflight(cfg: ExtractConfig, what: str = "extract") -> None:
     from mmprep.environment import preflight as check
 
     check(required_modules(cfg), what=what)
+
+
+def decoded_span(fs, video: VideoConfig) -> float:
+    """Seconds of the clip that were really decoded. The window comes from the
+    container's claimed duration; when the frames stop well before its end (the stream
+    ended early: a tiny file can claim hours), the clip ends one frame after the last."""
+    lo, hi = fs.window
+    if not fs.timestamps:
+        return hi - lo
+    step = 1.0 / fs.info.fps if fs.info.fps else 0.04
+    end = max(fs.timestamps) + step
+    segment = (hi - lo) / max(1, len(fs.timestamps))
+    return max(0.0, (end if end < hi - max(segment, 2 * step) else hi) - lo)
 
 
 @contextlib.contextmanager
@@ -170,7 +197,7 @@ def process_sample(
                 out_shape = fs.frames[0].shape
         timings["video"] = timings.get("video", 0.0) + time.perf_counter() - t0
         info = fs.info
-        clip_len = fs.window[1] - fs.window[0]
+        clip_len = decoded_span(fs, cfg.video)
         height, width = out_shape[:2]
         meta["video"] = {
             "codec": info.codec,
@@ -199,7 +226,8 @@ def process_sample(
         t0 = time.perf_counter()
         with _stage("audio"):
             af = audio_features(sample.source, cfg.audio, start=sample.start, end=sample.end,
-                                seed=seed, clip_seconds=clip_len)
+                                seed=seed, clip_seconds=clip_len,
+                                max_bytes=cfg.max_sample_bytes)
         timings["audio"] = timings.get("audio", 0.0) + time.perf_counter() - t0
         mel = af.mel
         if clip_len is None and af.has_audio:
@@ -244,6 +272,10 @@ def process_sample(
         mmprep_version=__version__,
     )
     on_stage("pack")
+    size = sum(len(d) for _, d in frame_members) + (mel.nbytes if mel is not None else 0)
+    if size > cfg.max_sample_bytes:
+        raise SampleError("pack", f"the sample would take {size / 2**20:.0f} MB, above "
+                                  f"max_sample_mb {cfg.max_sample_mb:g} (--max-sample-mb)")
     members.append((shard_format.META, json.dumps(meta, ensure_ascii=False).encode("utf-8")))
     members.extend(frame_members)
     if mel is not None:

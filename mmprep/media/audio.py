@@ -45,6 +45,7 @@ class AudioConfig:
     pad_value: float = 0.0  # value of padded frames, after normalisation
     dtype: Literal["float32", "float16"] = "float32"
     missing: Literal["zeros", "omit", "error"] = "zeros"  # clips without an audio track
+    max_seconds: float | None = 4 * 3600.0  # longer decoded audio is an error record
 
     def __post_init__(self) -> None:
         self.mean = audio_norm(self.mean, "mean")
@@ -63,6 +64,8 @@ class AudioConfig:
             raise ValueError("slices must be >= 1")
         if self.slices > 1 and self.target_frames is None:
             raise ValueError("slices > 1 needs target_frames")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError("max_seconds must be > 0")
 
     @property
     def window_samples(self) -> int:
@@ -242,6 +245,7 @@ def audio_features(
     end: float | None = None,
     seed: int = 0,
     clip_seconds: float | None = None,
+    max_bytes: int | None = None,
 ) -> AudioFeatures:
     """Decode, featurise and fix the length of one clip's audio, applying ``cfg.missing``.
 
@@ -252,8 +256,15 @@ def audio_features(
         seed: seed of ``random`` slice sampling.
         clip_seconds: the clip's length, which sizes the all-zero features of a clip
             without audio when no ``target_frames`` is set.
+        max_bytes: features larger than this are an error (``SampleError``), checked
+            before they are allocated.
     """
-    wave = decode_audio(source, cfg.sample_rate, start=start, end=end)
+    limit = None if cfg.max_seconds is None else cfg.max_seconds + 1.0
+    wave = decode_audio(source, cfg.sample_rate, start=start, end=end, max_seconds=limit)
+    if wave is not None and cfg.max_seconds is not None and (
+            wave.samples.shape[0] > cfg.max_seconds * cfg.sample_rate):
+        raise SampleError("audio", f"the audio lasts more than audio.max_seconds "
+                                   f"{cfg.max_seconds:g} s (--max-audio-seconds)")
     meta: dict[str, Any] = {
         "sample_rate": cfg.sample_rate,
         "features": cfg.features,
@@ -286,6 +297,11 @@ def audio_features(
             seconds = clip_seconds or 0.0
             frames = max(1, 1 + int((seconds * 1000 - cfg.window_ms) // cfg.hop_ms))
         shape = (frames, cfg.mel_bins) if cfg.slices == 1 else (cfg.slices, frames, cfg.mel_bins)
+        nbytes = math.prod(shape) * np.dtype(cfg.dtype).itemsize
+        if max_bytes is not None and nbytes > max_bytes:
+            raise SampleError("audio", f"{reason}: all-zero features for "
+                                       f"{clip_seconds or 0:.0f} s would take "
+                                       f"{nbytes / 2**20:.0f} MB, above the sample cap")
         zeros = np.zeros(shape, dtype=cfg.dtype)
         return AudioFeatures(zeros, False, [0] * cfg.slices, meta)
     feats = log_mel(wave.samples, cfg)

@@ -8,14 +8,18 @@ those waiting results exceed ``buffer_mb``.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from mmprep.errors import UsageError
 from mmprep.extract.executors.job import ShardJob
 from mmprep.extract.executors.pool import SamplePool
 from mmprep.extract.options import PoolOptions
-from mmprep.extract.sample import ExtractConfig, preflight, run_sample
+from mmprep.extract.sample import ExtractConfig, Outcome, failure_record, preflight, run_sample
 from mmprep.manifest import Sample
 from mmprep.storage import Store
 
@@ -35,7 +39,8 @@ def run_local(
     on_sample = on_sample or (lambda ok: None)
     workers = min(pool.resolved_workers(), sum(len(c) for _, c in todo))
     if workers <= 0:
-        return _run_inline(todo, cfg, store, fail_fast, on_sample, extra_stats)
+        return _run_inline(todo, cfg, store, fail_fast, on_sample, extra_stats,
+                           pool.sample_timeout)
 
     tasks = deque((index, pos, sample) for index, chunk in todo for pos, sample in enumerate(chunk))
     chunks = dict(todo)
@@ -75,14 +80,60 @@ def run_local(
     return finished
 
 
-def _run_inline(todo, cfg, store, fail_fast, on_sample, extra_stats) -> list[dict[str, Any]]:
+class _SampleTimeout(BaseException):
+    """Raised by the alarm of ``_deadline`` (a BaseException: no stage swallows it)."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None):
+    """Interrupt the sample running in this process after ``seconds`` (SIGALRM: blocking
+    system calls such as opening a FIFO return, and Python code stops at the next
+    line). Yields a function telling whether the alarm went off."""
+    fired = False
+    if not seconds:
+        yield lambda: False
+        return
+
+    def on_alarm(signum, frame):
+        nonlocal fired
+        fired = True
+        raise _SampleTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield lambda: fired
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run_one(sample: Sample, cfg: ExtractConfig, timeout: float | None) -> Outcome:
+    """``run_sample`` in this process, with the sample timeout enforced."""
+    try:
+        with _deadline(timeout) as expired:
+            outcome = run_sample(sample, cfg)
+    except _SampleTimeout:
+        outcome = None
+    if outcome is None or (not outcome.ok and expired()):
+        return Outcome(None, error=failure_record(
+            sample, "sample", "Timeout", f"no result after {timeout:g} s (interrupted)"))
+    return outcome
+
+
+def _run_inline(todo, cfg, store, fail_fast, on_sample, extra_stats,
+                timeout: float | None = None) -> list[dict[str, Any]]:
     preflight(cfg)
+    if timeout and threading.current_thread() is not threading.main_thread():
+        raise UsageError("a sample timeout with workers=0 (--workers 0) needs the main "
+                         "thread; run from the main thread, use workers >= 1, or set "
+                         "sample_timeout to 0 (--sample-timeout 0)")
     finished = []
     for index, chunk in todo:
         job = ShardJob(index, chunk, cfg, store, fail_fast=fail_fast, extra_stats=extra_stats)
         try:
             for pos, sample in enumerate(chunk):
-                outcome = run_sample(sample, cfg)
+                outcome = _run_one(sample, cfg, timeout)
                 job.add(pos, outcome)
                 on_sample(outcome.ok)
         except BaseException:

@@ -43,6 +43,9 @@ _PRELOAD = ["mmprep.extract.executors.preload"]
 _INIT_ERROR = "__init_error__"  # task id of a worker's start-up failure message
 _STAGE_NAMES = ("start", *STAGES)
 QUEUE_DEPTH = 2  # samples sent ahead to each worker
+# The run stops (EnvironmentProblem) when this many worker processes in a row die before
+# starting a sample, with no sample finishing in between: the environment, not a sample.
+MAX_START_FAILURES = 5
 
 
 def _context():
@@ -120,6 +123,7 @@ def _worker_main(conn, stage, cfg_data: dict[str, Any], torch_threads: int,
         if msg is None:
             return
         task_id, sample_data = msg
+        stage.value = codes["manifest"]  # from here on, a death is this sample's
         sample = Sample.from_dict(sample_data)
         try:
             outcome = run_sample(sample, cfg, on_stage)
@@ -159,7 +163,7 @@ class SamplePool:
         self.timeout = sample_timeout if sample_timeout and sample_timeout > 0 else None
         self.torch_threads = torch_threads
         self.replaced = 0
-        self.start_failures = 0
+        self.start_failures = 0  # workers in a row that died before starting a sample
         self.orphans: deque = deque()  # (task_id, Sample) to hand out again
         self.workers = [self._spawn() for _ in range(workers)]
 
@@ -169,8 +173,14 @@ class SamplePool:
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         proc = self.ctx.Process(target=_worker_main, daemon=True,
                                 args=(child, stage, self.cfg_data, self.torch_threads, cpus))
-        with _main_hidden():
-            proc.start()
+        try:
+            with _main_hidden():
+                proc.start()
+        except Exception as exc:  # noqa: BLE001 - e.g. the fork server died
+            parent.close()
+            child.close()
+            raise EnvironmentProblem(f"cannot start a worker process ({type(exc).__name__}: "
+                                     f"{exc}); {DOCTOR_HINT}") from exc
         child.close()
         return _Worker(proc, parent, stage)
 
@@ -201,22 +211,31 @@ class SamplePool:
         self.workers[self.workers.index(worker)] = self._spawn()
         self.replaced += 1
 
-    def _fail(self, worker: _Worker, type_name: str, message: str) -> tuple[Any, Outcome]:
+    def _fail(self, worker: _Worker, type_name: str, message: str
+              ) -> tuple[Any, Outcome] | None:
+        """The worker died or timed out: replace it; its head sample gets an error record,
+        unless it never started (then it is handed out again, see ``MAX_START_FAILURES``).
+        Samples queued behind it go back to the scheduler (``orphans``)."""
         task_id, sample = worker.queue.popleft()
         stage = worker.stage_name
-        if stage == "start" and type_name == "WorkerCrash":
-            # Died before starting the sample: a broken worker, not a bad sample.
-            self.start_failures += 1
-            if self.start_failures >= 3:
-                self.terminate()
-                raise EnvironmentProblem(
-                    "worker processes die before processing anything ("
-                    + message.format(stage="start-up") + "); run with workers=0 "
-                    f"(--workers 0) to see the error in this process; {DOCTOR_HINT}")
-        else:
-            self.start_failures = 0
         self.orphans.extend(worker.queue)
         worker.queue.clear()
+        if stage == "start":
+            # Died before receiving the sample: not the sample's fault (start-up, or a
+            # kill aimed at another process, such as the OOM killer's).
+            self.orphans.appendleft((task_id, sample))
+            self.start_failures += 1
+            if self.start_failures >= MAX_START_FAILURES:
+                self.terminate()
+                raise EnvironmentProblem(
+                    f"{MAX_START_FAILURES} worker processes in a row died before starting a "
+                    "sample (last: " + message.format(stage="start-up") + "); finished "
+                    "shards are kept and a rerun resumes; run with workers=0 (--workers 0) "
+                    f"to see the error in this process; {DOCTOR_HINT}")
+            time.sleep(min(0.25 * 2 ** (self.start_failures - 1), 4.0))  # let memory recover
+            self._replace(worker)
+            return None
+        self.start_failures = 0
         record = failure_record(sample, stage, type_name, message.format(stage=stage))
         self._replace(worker)
         return task_id, Outcome(None, error=record)
@@ -247,9 +266,11 @@ class SamplePool:
             now = time.monotonic()
             for w in list(self.workers):
                 if w.queue and now - w.started > self.timeout:
-                    results.append(self._fail(
+                    failed = self._fail(
                         w, "Timeout", f"no result after {self.timeout:g} s (stuck in stage "
-                                      "{stage}); the worker was killed and replaced"))
+                                      "{stage}); the worker was killed and replaced")
+                    if failed is not None:
+                        results.append(failed)
         return results
 
     def _drain(self, w: _Worker) -> list[tuple[Any, Outcome]]:
@@ -264,13 +285,16 @@ class SamplePool:
                 assert head_id == task_id, "worker answered out of order"
                 out.append((task_id, outcome))
                 w.started = time.monotonic()
+                self.start_failures = 0  # a sample finished: the workers can work
         except (EOFError, OSError):
             w.proc.join(timeout=2.0)  # the pipe closed: the worker is dying
         if w.queue and not w.proc.is_alive():
             code = w.proc.exitcode
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            out.append(self._fail(w, "WorkerCrash",
-                                  f"the worker process died ({how}) during stage {{stage}}"))
+            failed = self._fail(w, "WorkerCrash",
+                                f"the worker process died ({how}) during stage {{stage}}")
+            if failed is not None:
+                out.append(failed)
         return out
 
     def close(self) -> None:
