@@ -128,6 +128,8 @@ def decode_mel(members: dict[str, bytes], meta: dict[str, Any], plan: InputPlan)
     if MEL not in members:
         raise BadSample("has_audio is true but KEY.mel.npy is missing")
     mel = _npy(members, MEL).astype(np.float32, copy=False)
+    if not np.isfinite(mel).all():
+        raise BadSample("KEY.mel.npy holds NaN or infinite values")
     if mel.ndim == 2:
         mel = mel[None]
     if mel.ndim != 3 or mel.shape[1] == 0:
@@ -151,12 +153,16 @@ def decode_tokens(members: dict[str, bytes], meta: dict[str, Any], plan: InputPl
     captions = meta.get("captions")
     if not isinstance(captions, list):
         raise BadSample("KEY.json has no captions list")
+    if not all(isinstance(c, str) for c in captions):
+        raise BadSample("KEY.json captions must all be strings")
     if plan.retokenize is not None:
         tok = get_tokenizer(plan.retokenize, plan.max_length)(captions)
         return tok.ids, tok.mask, captions
     if TOKENS not in members:
         raise BadSample("KEY.tok.npy is missing")
     ids = _npy(members, TOKENS)
+    if ids.dtype.kind not in "iu":
+        raise BadSample(f"KEY.tok.npy holds {ids.dtype} values, not integer token ids")
     if ids.ndim != 2 or ids.shape[0] != len(captions):
         raise BadSample(f"KEY.tok.npy has shape {ids.shape} for {len(captions)} caption(s)")
     if MASK in members:
@@ -186,12 +192,25 @@ class Decoded:
 
 
 def decode_sample(key: str, members: dict[str, bytes], task: int, spec: DecodeSpec) -> Decoded:
+    """One sample's inputs; ``BadSample`` (an error record) for anything wrong with it."""
+    try:
+        return _decode_sample(key, members, task, spec)
+    except BadSample:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a poisoned sample must not stop the run
+        raise BadSample(f"cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_sample(key: str, members: dict[str, bytes], task: int, spec: DecodeSpec
+                   ) -> Decoded:
     if META not in members:
         raise BadSample("KEY.json is missing")
     try:
         meta = json.loads(members[META])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadSample(f"KEY.json is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise BadSample(f"KEY.json is a JSON {type(meta).__name__}, not an object")
     if spec.pipeline_hash and meta.get("pipeline_hash") != spec.pipeline_hash:
         raise BadSample(f"made by another extract config (pipeline_hash "
                         f"{meta.get('pipeline_hash')}, the run's is {spec.pipeline_hash})")
@@ -202,6 +221,10 @@ def decode_sample(key: str, members: dict[str, bytes], task: int, spec: DecodeSp
         out.mel = decode_mel(members, meta, spec.audio)
     if spec.text is not None:
         out.ids, out.mask, out.captions = decode_tokens(members, meta, spec.text)
+        vocab = spec.tokens.vocab_size if spec.tokens is not None else None
+        if out.ids.size and (out.ids.min() < 0 or (vocab and out.ids.max() >= vocab)):
+            allowed = f"0..{vocab - 1}" if vocab else "non-negative ids"
+            raise BadSample(f"KEY.tok.npy holds token ids outside {allowed}")
     return out
 
 

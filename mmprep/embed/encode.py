@@ -103,6 +103,22 @@ class BatchEncoder:
         return out
 
 
+def nonfinite_clips(arrays: dict[str, np.ndarray], caption_clip, n: int
+                    ) -> dict[int, list[str]]:
+    """Batch rows (clips) whose embeddings hold NaN or inf, with the modalities."""
+    bad: dict[int, list[str]] = {}
+    for name in ("video", "audio", "video_tokens"):
+        if name in arrays and arrays[name].size:
+            rows = arrays[name].reshape(arrays[name].shape[0], -1)
+            for i in np.flatnonzero(~np.isfinite(rows).all(axis=1)):
+                bad.setdefault(int(i), []).append(name)
+    if "text" in arrays and arrays["text"].size and caption_clip is not None:
+        owners = caption_clip.numpy()[~np.isfinite(arrays["text"]).all(axis=1)]
+        for i in np.unique(owners):
+            bad.setdefault(int(i), []).append("text")
+    return {i: names for i, names in bad.items() if i < n}
+
+
 class _Fetched:
     """Embeddings of one batch on their way to the host (asynchronously on CUDA)."""
 
@@ -204,8 +220,15 @@ def embed_shards(
         arrays = f.arrays() if batch["keys"] else {}
         tasks_of = np.asarray(batch["task"], dtype=np.int64)
         caption_clip = batch.get("caption_clip")
+        bad = nonfinite_clips(arrays, caption_clip, len(batch["keys"]))
+        for i, names in bad.items():  # never a NaN row in the cache: an error record
+            batch["errors"].append({
+                "key": batch["keys"][i], "shard": by_index[int(tasks_of[i])].path,
+                "task": int(tasks_of[i]),
+                "message": f"the encoder gave non-finite values for {', '.join(names)}"})
         for ti in np.unique(tasks_of):
             sel = np.flatnonzero(tasks_of == ti)
+            sel = sel[~np.isin(sel, list(bad))]
             buf = buffers[int(ti)]
             base = len(buf.keys)
             buf.keys.extend(batch["keys"][i] for i in sel)
@@ -221,7 +244,7 @@ def embed_shards(
                 local = {int(c): base + j for j, c in enumerate(sel)}
                 buf.add("text_owner", np.array([local[int(c)] for c in cc[rows]], np.int64))
                 buf.add("text_caption", [batch["captions"][r] for r in rows])
-        result.clips += len(batch["keys"])
+        result.clips += len(batch["keys"]) - len(bad)
         result.captions += len(batch.get("captions") or [])
         for err in batch["errors"]:
             if fail_fast:
@@ -232,7 +255,7 @@ def embed_shards(
         for ti in batch["done"]:
             result.parts.append(write_part(by_index[ti], buffers.pop(ti), layout))
         if on_batch is not None:
-            on_batch(len(batch["keys"]), len(batch["errors"]))
+            on_batch(len(batch["keys"]) - len(bad), len(batch["errors"]))
 
     pending: _Fetched | None = None
     for batch in loader:

@@ -20,7 +20,7 @@ import importlib
 from dataclasses import dataclass
 
 from mmprep.encoders.base import MODALITIES, Encoder
-from mmprep.errors import ConfigError
+from mmprep.errors import ConfigError, MmprepError
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,18 @@ def load_encoder(spec: str, modality: str) -> Encoder:
         raise ConfigError(f"encoder {spec!r} cannot encode {modality} "
                           f"(it encodes: {', '.join(entry.modalities)})")
     module, func = entry.loader.split(":")
-    with torch.inference_mode(False):
-        encoder = getattr(importlib.import_module(module), func)(spec, modality, arch, path)
+    try:
+        with torch.inference_mode(False):
+            encoder = getattr(importlib.import_module(module), func)(spec, modality, arch, path)
+    except MmprepError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a wrong or damaged checkpoint: one clear line
+        text = str(exc).strip()
+        first = text.splitlines()[0][:300] if text else type(exc).__name__
+        where = f" from {path}" if path else ""
+        raise MmprepError(f"encoder {spec!r}: cannot load the model{where} "
+                          f"({type(exc).__name__}: {first}); is it the right file for "
+                          f"{family}?") from exc
     return encoder
 
 

@@ -204,6 +204,7 @@ class TokenInput:
     max_length: int  # the model's maximum sequence length
     pad_to_max: bool = False  # the model needs exactly max_length tokens (open_clip)
     kind: str = "tokens"
+    vocab_size: int | None = None  # ids must be below it (checked per sample)
 
     def plan(self, meta: dict[str, Any], strict: bool) -> InputPlan:
         text = meta.get("text") or {}

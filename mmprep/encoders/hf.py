@@ -150,7 +150,8 @@ def load_hf(spec: str, modality: str, arch: str | None, path: str | None) -> Enc
         tc = config.text_config
         return Encoder(**common, dim=config.projection_dim,
                        input=TokenInput(_tokenizer_spec(folder, mtype, tc.vocab_size),
-                                        tc.max_position_embeddings),
+                                        tc.max_position_embeddings,
+                                        vocab_size=tc.vocab_size),
                        forward=lambda m, ids, mask: pooled(
                            m.get_text_features(input_ids=ids, attention_mask=mask)),
                        notes=f"{mtype.upper()} text features (projected)")
@@ -191,7 +192,7 @@ def load_hf(spec: str, modality: str, arch: str | None, path: str | None) -> Enc
         max_len = int(getattr(config, "max_position_embeddings", 512))
         return Encoder(**common, dim=config.hidden_size,
                        input=TokenInput(_tokenizer_spec(folder, mtype, config.vocab_size),
-                                        max_len),
+                                        max_len, vocab_size=config.vocab_size),
                        forward=forward, normalize=normalize,
                        notes=f"{mtype} {pooling} pooling" + (" + L2" if normalize else ""))
     raise MmprepError(

@@ -77,7 +77,8 @@ def load_open_clip(spec: str, modality: str, arch: str | None, path: str | None)
                        notes="open_clip encode_image")
     if modality == "text":
         context = int(text_cfg.get("context_length", 77))
-        inp = TokenInput("clip", context, pad_to_max=True)
+        vocab = getattr(model, "vocab_size", None) or 49408
+        inp = TokenInput("clip", context, pad_to_max=True, vocab_size=int(vocab))
 
         def forward(m, ids, mask):
             return m.encode_text(ids)

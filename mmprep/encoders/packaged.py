@@ -50,7 +50,7 @@ def load_minilm(spec: str, modality: str, arch: str | None, path: str | None) ->
 
     return Encoder(
         spec="minilm", modality="text", module=model, dim=config.hidden_size,
-        input=TokenInput(tokenizer="bert-base-uncased", max_length=256),
+        input=TokenInput(tokenizer="bert-base-uncased", max_length=256, vocab_size=30522),
         weights=[folder / "model.safetensors"], forward=forward, normalize=True,
         notes="all-MiniLM-L6-v2: mean pooling + L2 normalisation",
     )

@@ -19,7 +19,7 @@ from mmprep.errors import MmprepError, UsageError
 from mmprep.extract.executors.local import run_local
 from mmprep.extract.executors.slurm import select_shards
 from mmprep.extract.options import Executor, RunOptions
-from mmprep.extract.sample import ExtractConfig
+from mmprep.extract.sample import ExtractConfig, check_config
 from mmprep.manifest import Sample, manifest_fingerprint
 from mmprep.results import Result
 from mmprep.shards.folder import (
@@ -214,6 +214,7 @@ def extract(
         raise UsageError("overwrite=True (--overwrite) cannot be combined with executor "
                          "'slurm': every array task would wipe the others' shards; empty the "
                          "folder before submitting the array")
+    check_config(cfg)
     store = open_output(out_dir)
     record = run_record(samples, cfg)
     with FolderLock(store, shared=shared, what="mmprep extract"):

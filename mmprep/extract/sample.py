@@ -79,6 +79,15 @@ def required_modules(cfg: ExtractConfig) -> list[str]:
     return mods
 
 
+def check_config(cfg: ExtractConfig) -> None:
+    """What can be checked once before any sample runs: the tokenizer loads (a bad
+    ``--tokenizer`` is one usage error, not an error record per sample)."""
+    if cfg.text.enabled:
+        from mmprep.media.text import get_tokenizer
+
+        get_tokenizer(cfg.text.tokenizer, cfg.text.max_length, cfg.text.lowercase)
+
+
 def preflight(cfg: ExtractConfig, what: str = "extract") -> None:
     """Raise ``EnvironmentProblem`` (exit code 4) when a library the stages need does not
     load: a broken install is one clear error, not an error record per sample."""

@@ -258,11 +258,12 @@ def leftovers(store: Store, all_stats: list[dict[str, Any]]) -> list[str]:
 def current_failures(all_stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Error records of samples whose latest attempt failed (a later retry that put the
     key into a shard, or failed again, supersedes an earlier record)."""
-    present = {k for s in all_stats for k in s.get("keys", [])}
+    present = {k for s in all_stats for k in s.get("keys", []) if isinstance(k, str)}
     latest: dict[str, dict[str, Any]] = {}
     for stats in all_stats:  # shard order: retries come after the shards they retry
         for err in stats.get("errors", []):
-            latest[err["key"]] = err
+            if isinstance(err, dict) and isinstance(err.get("key"), str):
+                latest[err["key"]] = err
     return [e for k, e in latest.items() if k not in present]
 
 

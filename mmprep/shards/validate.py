@@ -29,6 +29,7 @@ from mmprep.errors import MmprepError
 from mmprep.results import Result
 from mmprep.shards.folder import (
     ERRORS_FILE,
+    RUN_FILE,
     as_store,
     current_failures,
     leftovers,
@@ -135,8 +136,12 @@ def _check_tar(name: str, fileobj, report: _Report, deep: bool) -> list[str]:
             return
         try:
             meta = json.loads(meta_raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             report.problem(f"{name}: sample {current!r} has invalid JSON metadata")
+            return
+        if not isinstance(meta, dict):
+            report.problem(f"{name}: sample {current!r} has JSON metadata that is a "
+                           f"{type(meta).__name__}, not an object")
             return
         missing = sorted(expected_members(meta) - set(members))
         if missing:
@@ -198,6 +203,16 @@ def _inspect_tar_paths(paths: list[str], report: _Report, deep: bool) -> None:
 
 def _inspect_folder(store: Store, report: _Report, deep: bool) -> dict[str, Any]:
     run = read_record(store)
+    if run is None and store.exists(RUN_FILE):
+        report.problem(f"{RUN_FILE} is unreadable or not a run record")
+    for fname in store.list(f"*{STATS_SUFFIX}"):
+        try:
+            data = json.loads(store.read_bytes(fname))
+        except (OSError, ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("index"), int):
+            report.problem(f"{fname} is unreadable or not a stats record (its shard counts "
+                           "as not done; the next run redoes it)")
     all_stats = read_stats(store)
     if not all_stats and run is None:
         raise MmprepError(f"{store.url}: no shards (no *{STATS_SUFFIX}) and no run record")
@@ -235,9 +250,9 @@ def _inspect_folder(store: Store, report: _Report, deep: bool) -> dict[str, Any]
             planned = planned_count(run["samples"], shards["samples_per_shard"])
             report.problem(f"{len(missing)} of {planned} planned shards are not complete "
                            f"(first: {missing[0]}); rerun the extract command to finish")
-    by_stage = Counter(e["stage"] for e in failures)
-    by_type = Counter(f"{e['stage']}: {e['type']}" for e in failures)
-    messages = Counter(e["message"][:120] for e in failures)
+    by_stage = Counter(str(e.get("stage")) for e in failures)
+    by_type = Counter(f"{e.get('stage')}: {e.get('type')}" for e in failures)
+    messages = Counter(str(e.get("message"))[:120] for e in failures)
     return {
         "shards": len(all_stats),
         "missing_shards": missing,
