@@ -86,5 +86,30 @@ def cli() -> None:
     """
 
 
+INTERRUPTED = 130
+
+
 def main() -> None:
-    cli(prog_name="mmprep")
+    """Run the command line. Like click's standalone mode, except that Ctrl-C at any
+    moment (even while a command is still being imported) ends with one line and exit
+    code 130, the code of an interrupted command."""
+    import sys
+
+    try:
+        cli.main(prog_name="mmprep", standalone_mode=False)
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted; rerun the same command to resume.", err=True)
+        sys.exit(INTERRUPTED)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("Interrupted; rerun the same command to resume.", err=True)
+            sys.exit(INTERRUPTED)
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.exit(0)

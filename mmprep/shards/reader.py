@@ -45,15 +45,25 @@ def tar_samples(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
         yield key, members
 
 
-def probe_meta(paths: list[str]) -> dict[str, Any]:
-    """``KEY.json`` of the first sample found in ``paths``."""
+def probe_meta(paths: list[str], limit: int = 1000) -> dict[str, Any]:
+    """The first readable ``KEY.json`` (an object) among the samples of ``paths``:
+    what the shards were made with. Damaged samples before it are passed over (they
+    become error records when their turn comes)."""
+    seen = 0
     for path in paths:
         try:
             for _, members in tar_samples(path):
-                if META in members:
-                    return json.loads(members[META])
+                seen += 1
+                try:
+                    meta = json.loads(members[META]) if META in members else None
+                except (ValueError, RecursionError):
+                    meta = None
+                if isinstance(meta, dict):
+                    return meta
+                if seen >= limit:
+                    break
         except MmprepError:
             continue
-        except json.JSONDecodeError as exc:
-            raise MmprepError(f"{path}: the first sample's KEY.json is not valid JSON") from exc
-    raise MmprepError("the shards hold no readable samples")
+        if seen >= limit:
+            break
+    raise MmprepError("the shards hold no readable samples (no KEY.json object found)")
