@@ -14,8 +14,10 @@ import contextlib
 import ctypes
 import multiprocessing as mp
 import os
+import select
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -90,10 +92,30 @@ def _die_with_parent() -> None:
         pass
 
 
+def _exit_on_hangup(conn) -> None:
+    """Exit at once when the process that owns the pool dies, even mid-sample.
+
+    The worker's parent is the fork server, so PR_SET_PDEATHSIG only fires once the fork
+    server has noticed; the pipe to the pool's owner hangs up the moment it dies. A daemon
+    thread waits for that hang-up (poll with no events asked reports only POLLHUP/POLLERR)
+    without reading, so it never competes with the sample loop for messages.
+    """
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(conn.fileno(), 0)
+        while True:
+            for _fd, events in poller.poll():
+                if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    os._exit(70)
+
+    threading.Thread(target=watch, name="mmprep-hangup", daemon=True).start()
+
+
 def _worker_main(conn, stage, cfg_data: dict[str, Any], torch_threads: int,
                  cpus: set[int] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     _die_with_parent()
+    _exit_on_hangup(conn)
     if cpus:  # the cores of the process that asked for the pool, not the fork server's
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, cpus)
