@@ -335,3 +335,29 @@ def test_sources_fsspec_brace_and_list(shards):
         assert keys(["memory://loader-test/shard-000000.tar"]) == sorted(want[:4])
     finally:
         mem.rm("/loader-test", recursive=True)
+
+
+# -- the example ------------------------------------------------------------------------
+
+
+def test_train_from_shards_example_resumes(shards, tmp_path):
+    script = Path(__file__).resolve().parents[1] / "examples" / "train_from_shards.py"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+
+    def run(out, *extra):
+        res = subprocess.run([sys.executable, str(script), str(shards), "-o", str(out),
+                              "--batch-size", "4", *extra], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res.stdout
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert "done: 2 epochs, 6 steps" in run(whole)
+    assert "stopped after step 2" in run(killed, "--stop-after", "2")
+    out = run(killed)
+    assert "resumed at epoch 0, step 2" in out and "done: 2 epochs, 6 steps" in out
+    assert (killed / "log.txt").read_text() == (whole / "log.txt").read_text()
+    a = torch.load(whole / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(killed / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
