@@ -187,7 +187,7 @@ def summarize(store: Store, cfg: ExtractConfig, n_samples: int, n_shards: int, d
         input_bytes=_input_bytes(processed),
         output_bytes=sum(s.get("bytes", 0) for s in all_stats),
         errors_file=write_errors(store),
-        index_file=write_wids_index(store, cfg.shards.name),
+        index_file=write_wids_index(store, cfg.shards.name, all_stats),
         stages=stages,
     )
 

@@ -129,9 +129,9 @@ def wids_descriptor(stats: list[dict[str, Any]], name: str) -> dict[str, Any]:
             "shardlist": shardlist}
 
 
-def write_wids_index(store, name: str) -> str:
-    """Rebuild ``NAME-wids.json`` from the complete shards' stats files."""
-    from mmprep.shards.folder import read_stats, write_json
-
-    write_json(store, wids_name(name), wids_descriptor(read_stats(store), name))
+def write_wids_index(store, name: str, stats: list[dict[str, Any]]) -> str:
+    """Rebuild ``NAME-wids.json`` from the complete shards' ``stats``
+    (``mmprep.shards.folder.read_stats``)."""
+    data = json.dumps(wids_descriptor(stats, name), indent=1) + "\n"
+    store.write_bytes(wids_name(name), data.encode())
     return store.path(wids_name(name))
