@@ -165,9 +165,9 @@ def decode_item(key: str, members: dict[str, bytes], *, num_frames: int | None,
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 (T, 3, H, W) -> float32 in [0, 1], then ``(x - mean) / std`` when recorded."""
-    out = x.to(torch.float32).div_(255.0)
-    if mean is not None and std is not None:
-        m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        out.sub_(m).div_(s)
-    return out
+    out = x.to(torch.float32)
+    if mean is None or std is None:
+        return out.div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    return out.sub_(m).div_(s)  # (x / 255 - mean) / std in two passes
