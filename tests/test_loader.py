@@ -332,6 +332,7 @@ def test_sources_fsspec_brace_and_list(shards):
         mem.pipe(f"/loader-test/{p.name}", p.read_bytes())
     try:
         assert keys("memory://loader-test") == want
+        assert keys("memory://loader-test/*.tar") == want
         assert keys(["memory://loader-test/shard-000000.tar"]) == sorted(want[:4])
     finally:
         mem.rm("/loader-test", recursive=True)

@@ -59,10 +59,9 @@ def list_tars(source) -> list[str]:
         if any(c in text for c in "*?["):
             import fsspec
 
-            fs, _ = fsspec.core.url_to_fs(text)
-            found = sorted(fs.glob(text.split("://", 1)[1] if "://" in text else text))
-            proto = text.split("://", 1)[0] + "://" if is_remote(text) else ""
-            paths = [proto + p if proto and not p.startswith(proto) else p for p in found]
+            fs, pattern = fsspec.core.url_to_fs(text)
+            found = sorted(fs.glob(pattern))
+            paths = [fs.unstrip_protocol(p) for p in found] if is_remote(text) else found
             if not paths:
                 raise UsageError(f"no tar file matches {text}")
             return paths
