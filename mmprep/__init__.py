@@ -52,6 +52,9 @@ _API: dict[str, str | tuple[str, str]] = {
     "inspect_path": "mmprep.shards",
     "shard_files": "mmprep.shards",
     "read_stats": "mmprep.shards",
+    # training from the shards
+    "ShardDataset": "mmprep.loader",
+    "make_loader": "mmprep.loader",
     # embed: shards -> feature cache
     "EmbedConfig": "mmprep.embed",
     "EmbedOptions": "mmprep.embed",

@@ -23,6 +23,7 @@ from mmprep.bench.heads import (
     bench_gram,
     bench_pmrl,
 )
+from mmprep.bench.loader import LoaderBench, LoaderRow, bench_loader
 from mmprep.bench.scale import ScaleBench, bench_scale
 from mmprep.cli import cli
 from mmprep.results import Result
@@ -101,7 +102,10 @@ BENCHES = {
     HeadsEpochBench: lambda media_dir, tmp_path: bench_epoch(
         100, batch_size=32, work_dir=tmp_path, losses=("infonce",), stream=False),
 }
-ROWS = {GramBench: GramRow, PmrlBench: PmrlRow, HeadsEpochBench: EpochRun}
+BENCHES[LoaderBench] = lambda media_dir, tmp_path: bench_loader(
+    4, seconds=1.0, batch_size=2, workers=(0,), rounds=1)
+ROWS = {GramBench: GramRow, PmrlBench: PmrlRow, HeadsEpochBench: EpochRun,
+        LoaderBench: LoaderRow}
 
 
 @pytest.mark.parametrize("kind", BENCHES, ids=lambda kind: kind.__name__)

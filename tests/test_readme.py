@@ -36,12 +36,13 @@ def tour(tmp_path_factory):
 
 
 def test_every_python_block_is_covered():
-    assert len(python_blocks()) == 4
+    assert len(python_blocks()) == 5
 
 
 def test_readme_python_examples_run_in_order(tour, monkeypatch):
     monkeypatch.chdir(tour)
     order = [block_using("mmprep.run_extract", "run_chain"),  # writes demo/shards, demo/chain
+             block_using("from mmprep.loader import"),          # reads demo/shards
              block_using("EmbedOptions(resume=True)"),          # writes demo/features.h5
              block_using("import webdataset as wds"),           # reads both
              block_using('attrs["preprocessing_hash"]')]

@@ -13,6 +13,7 @@ BENCH_COMMANDS: dict[str, str] = {
     "scale": "mmprep.cli.bench_media:scale",
     "embed": "mmprep.cli.bench_embed:embed",
     "heads": "mmprep.cli.bench_heads:bench_heads",
+    "loader": "mmprep.cli.bench_loader:loader",
 }
 
 

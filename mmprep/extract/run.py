@@ -34,6 +34,7 @@ from mmprep.shards.folder import (
     write_errors,
     write_record,
 )
+from mmprep.shards.index import write_wids_index
 from mmprep.storage import Store
 
 EXECUTORS = get_args(Executor)
@@ -55,6 +56,7 @@ class RunSummary(Result):
     output_bytes: int
     errors_file: str
     stages: dict[str, float] = field(default_factory=dict)
+    index_file: str | None = None  # NAME-wids.json: the shards for wids.ShardListDataset
 
     @property
     def clips_per_second(self) -> float:
@@ -185,6 +187,7 @@ def summarize(store: Store, cfg: ExtractConfig, n_samples: int, n_shards: int, d
         input_bytes=_input_bytes(processed),
         output_bytes=sum(s.get("bytes", 0) for s in all_stats),
         errors_file=write_errors(store),
+        index_file=write_wids_index(store, cfg.shards.name, all_stats),
         stages=stages,
     )
 

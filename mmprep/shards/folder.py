@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mmprep.errors import MmprepError, UsageError
-from mmprep.shards.format import STATS_SUFFIX, TMP_SUFFIX, stats_name
+from mmprep.shards.format import STATS_SUFFIX, TMP_SUFFIX, stats_name, wids_name
 from mmprep.storage import FsspecStore, LocalStore, Store, open_store
 
 RUN_FILE = "extract.json"
@@ -147,7 +147,7 @@ def wipe(store: Store, name: str) -> None:
     for fname in store.list("*"):
         if pattern.fullmatch(fname) or (fname.startswith(".") and fname.endswith(TMP_SUFFIX)):
             store.remove(fname)
-    for fname in (RUN_FILE, ERRORS_FILE):
+    for fname in (RUN_FILE, ERRORS_FILE, *(wids_name(n) for n in names)):
         store.remove(fname)
 
 

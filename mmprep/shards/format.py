@@ -1,7 +1,9 @@
 """The shard contract: file names, tar member names and the per-sample layout.
 
 Shard ``NAME-000042`` is ``NAME-000042.tar`` (further parts ``NAME-000042_1.tar``, ...
-when a size cap splits it) plus ``NAME-000042.stats.json``, its completion marker. One
+when a size cap splits it), ``NAME-000042.index.json`` (its sample table, see
+``mmprep.shards.index``) and ``NAME-000042.stats.json``, its completion marker, written
+last. ``NAME-wids.json`` lists a folder's complete shards for ``wids``. One
 sample is one key; its members are ``KEY.SUFFIX`` with the suffixes below. Every reader
 and writer of shards in mmprep takes these names from here.
 """
@@ -19,6 +21,8 @@ SAMPLE_FORMAT_VERSION = 2
 
 TAR_SUFFIX = ".tar"
 STATS_SUFFIX = ".stats.json"
+INDEX_SUFFIX = ".index.json"  # NAME-000042.index.json: the shard's sample table
+WIDS_SUFFIX = "-wids.json"  # NAME-wids.json: the folder's shards, as wids opens them
 TMP_SUFFIX = ".tmp"
 
 # member suffixes (the part of a member name after the key and its dot)
@@ -62,6 +66,14 @@ def part_name(name: str, index: int, part: int) -> str:
 
 def stats_name(name: str, index: int) -> str:
     return f"{shard_stem(name, index)}{STATS_SUFFIX}"
+
+
+def index_name(name: str, index: int) -> str:
+    return f"{shard_stem(name, index)}{INDEX_SUFFIX}"
+
+
+def wids_name(name: str) -> str:
+    return f"{name}{WIDS_SUFFIX}"
 
 
 def stem_of_part(file_name: str) -> str:

@@ -43,6 +43,7 @@ from mmprep.shards.format import (
     STATS_SUFFIX,
     expected_members,
     frame_member,
+    index_name,
     is_frame_member,
     split_member,
 )
@@ -201,6 +202,39 @@ def _inspect_tar_paths(paths: list[str], report: _Report, deep: bool) -> None:
         report.bytes += Path(path).stat().st_size
 
 
+def _read_index(store: Store, stats: dict[str, Any], report: _Report) -> dict | None:
+    """The shard's sample tables by tar file, None when it has no (readable) index."""
+    from mmprep.shards.index import parse_index
+
+    fname = index_name(stats.get("name", ""), stats["index"])
+    if not store.exists(fname):
+        report.warnings.append(f"{stats.get('shard')}: no {fname} (made before the shard "
+                               "index existed; the loader scans the tar instead)")
+        return None
+    try:
+        return parse_index(store.read_bytes(fname), fname)
+    except MmprepError as exc:
+        report.problem(str(exc))
+        return None
+
+
+def _check_index(fname: str, handle, tables: dict, report: _Report) -> None:
+    """The index's table for tar ``fname`` is the one the tar gives."""
+    from mmprep.shards.index import scan_tar
+
+    if fname not in tables:
+        report.problem(f"{fname}: not in its shard's index file")
+        return
+    handle.seek(0)
+    try:
+        table = scan_tar(handle)
+    except MmprepError:
+        return  # the tar's damage is reported already
+    if table != tables[fname]:
+        report.problem(f"{fname}: its shard index disagrees with the tar (offsets, sizes or "
+                       "keys differ); rerun extract with --overwrite")
+
+
 def _inspect_folder(store: Store, report: _Report, deep: bool) -> dict[str, Any]:
     run = read_record(store)
     if run is None and store.exists(RUN_FILE):
@@ -218,6 +252,7 @@ def _inspect_folder(store: Store, report: _Report, deep: bool) -> dict[str, Any]
         raise MmprepError(f"{store.url}: no shards (no *{STATS_SUFFIX}) and no run record")
     for stats in all_stats:
         tar_keys: list[str] = []
+        tables = _read_index(store, stats, report)
         for part in stats.get("files", []):
             fname = part["file"]
             if not store.exists(fname):
@@ -234,6 +269,8 @@ def _inspect_folder(store: Store, report: _Report, deep: bool) -> dict[str, Any]
                     report.problem(f"{fname}: no end-of-archive marker (truncated?)")
                 handle.seek(0)
                 tar_keys += _check_tar(fname, handle, report, deep)
+                if tables is not None:
+                    _check_index(fname, handle, tables, report)
         if tar_keys != stats.get("keys", []):
             report.problem(f"{stats['shard']}: its tars hold {len(tar_keys)} samples, its stats "
                            f"file lists {len(stats.get('keys', []))}")

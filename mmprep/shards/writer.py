@@ -44,6 +44,7 @@ class ShardWriter:
         self._part_bytes = 0
         self._part_samples = 0
         self._part_members: list[str] = []  # member names written to the open part
+        self.tables: list[dict[str, Any]] = []  # per part: file, bytes, sample table
 
     def _open_part(self) -> None:
         final = part_name(self.name, self.index, len(self.parts))
@@ -65,8 +66,10 @@ class ShardWriter:
         os.fsync(self._fh.fileno())
         self._fh.close()
         self._tar = self._fh = None
-        verify_tar(self._tmp, self._part_members)  # before it gets its final name
+        table = verify_tar(self._tmp, self._part_members)  # before it gets its final name
         self.parts[-1]["bytes"] = self._tmp.stat().st_size
+        self.tables.append({"file": self.parts[-1]["file"], "bytes": self.parts[-1]["bytes"],
+                           "samples": table})
         self.store.commit(self._tmp, self.parts[-1]["file"])
 
     def write(self, key: str, members: Iterable[tuple[str, bytes]]) -> int:
@@ -121,15 +124,18 @@ def has_end_marker(fileobj) -> bool:
     return fileobj.read(1024) == b"\0" * 1024
 
 
-def verify_tar(path: Path, members: list[str]) -> None:
+def verify_tar(path: Path, members: list[str]) -> list[list]:
     """Check a finished tar holds exactly ``members``, in order, and is closed; raise
-    ``MmprepError`` otherwise (the shard is then not marked complete)."""
+    ``MmprepError`` otherwise (the shard is then not marked complete). Returns its
+    sample table (``mmprep.shards.index``), made from what was read back."""
+    from mmprep.shards.index import sample_table, scan_members
+
     try:
         with open(path, "rb") as fh:
             closed = has_end_marker(fh)
             fh.seek(0)
-            with tarfile.open(fileobj=fh, mode="r:") as tar:
-                found = [info.name for info in tar]
+            scanned = scan_members(fh)
+            found = [m[0] for m in scanned]
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise MmprepError(f"{path.name}: the tar just written cannot be read back: {exc}"
                           ) from exc
@@ -139,6 +145,7 @@ def verify_tar(path: Path, members: list[str]) -> None:
             f"({len(found)} members read back, {len(members)} written"
             f"{'' if closed else ', no end-of-archive marker'}); the shard is not marked "
             "complete and will be redone")
+    return sample_table(scanned)
 
 
 def clear_shard(store: Store, name: str, index: int) -> None:

@@ -14,6 +14,7 @@ from mmprep.errors import MmprepError
 from mmprep.extract.sample import ExtractConfig, Outcome
 from mmprep.manifest import Sample
 from mmprep.shards.folder import shard_stats, write_stats
+from mmprep.shards.index import write_shard_index
 from mmprep.shards.writer import ShardWriter, clear_shard
 from mmprep.storage import Store
 
@@ -83,7 +84,8 @@ class ShardJob:
             seconds=time.perf_counter() - self._t0, started=self.started,
             pipeline_hash=self.cfg.content_hash(), shard_config=to_dict(self.cfg.shards),
             extra=self.extra_stats)
-        write_stats(self.store, stats)
+        write_shard_index(self.store, self.cfg.shards.name, self.index, self.writer.tables)
+        write_stats(self.store, stats)  # last: the shard is complete
         return stats
 
     def abort(self) -> None:
