@@ -141,3 +141,32 @@ def test_config_validation():
         AudioConfig(slices=2)
     with pytest.raises(ValueError):
         AudioConfig(std=0)
+
+
+def _per_frame_resample(path, rate):
+    """FFmpeg's resampler fed one decoded frame at a time (the plain PyAV way)."""
+    import av
+
+    out = []
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        for frame in container.decode(container.streams.audio[0]):
+            out += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("block", [1 << 17, 3000])
+def test_block_resampling_gives_the_per_frame_samples(stereo_48k, wav_16k, media_dir,
+                                                      monkeypatch, block):
+    from mmprep.media import audio
+
+    monkeypatch.setattr(audio._Blocks, "BLOCK_SAMPLES", block)
+    s16 = encode_clip(media_dir / "stereo_s16.wav", None, sample_rate=22050,
+                      audio=np.stack([tone(1.5, 22050, 300.0)[0], tone(1.5, 22050, 500.0)[0]]),
+                      audio_codec="pcm_s16le")
+    for path in (stereo_48k, wav_16k, s16):
+        want = _per_frame_resample(path, 16000)
+        got = decode_audio(path, 16000).samples
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-6)
