@@ -417,6 +417,7 @@ def sample_frames(
     end: float | None = None,
     seed: int = 0,
     transform=None,
+    times: list[float] | None = None,
 ) -> FrameSample:
     """Decode ``source`` and sample frames per ``cfg``.
 
@@ -426,6 +427,8 @@ def sample_frames(
         start, end: seconds; cut a clip out of a longer video.
         seed: seed of ``random`` sampling (mmprep uses one per key).
         transform: applied to each rendered (H, W, 3) uint8 frame (e.g. JPEG encoding).
+        times: explicit target times (seconds from the stream start) instead of
+            ``cfg.sampling``; the frame on screen at each is returned.
 
     ``start``/``end`` (seconds) cut a clip out of a longer video. Each frame is rendered
     (resized, rotated) as soon as it is picked and, when given, passed through
@@ -460,9 +463,11 @@ def sample_frames(
         reader = FrameReader(container, stream, seek=cfg.seek, skip_nonref=cfg.skip_nonref)
         render_one = _Renderer(cfg, info, transform, threads=1 if cfg.threads is None else threads)
         items: list[Any] = []
-        times: list[float] = []
+        stamps: list[float] = []
         try:
-            if cfg.sampling == "keyframes":
+            if times is not None:
+                targets = sorted(float(t) for t in times)
+            if times is None and cfg.sampling == "keyframes":
                 wanted = _thin(keyframe_times(container, stream, lo, hi), cfg.max_frames)
                 _check_count(len(wanted), cfg)
                 remaining = set(wanted)
@@ -472,22 +477,23 @@ def sample_frames(
                     if ts in remaining:
                         remaining.discard(ts)
                         items.append(render_one(frame))
-                        times.append(round(ts, 6))
+                        stamps.append(round(ts, 6))
             else:
-                targets = target_times(cfg, lo, hi, seed=seed)
+                if times is None:
+                    targets = target_times(cfg, lo, hi, seed=seed)
                 _check_count(len(targets), cfg)
                 for i, t in enumerate(targets):
                     item = reader.frame_at(t, last=i == len(targets) - 1)
                     if item is not None:
                         items.append(render_one(item[1]))
-                        times.append(round(item[0], 6))
+                        stamps.append(round(item[0], 6))
         except av.error.FFmpegError as exc:
             raise SampleError("video", f"decoding failed: {exc}") from exc
         if not items:
             raise SampleError("video", "no decodable frame in the clip window")
         info.duration = duration
         return FrameSample(
-            frames=items, timestamps=times, info=info, window=(lo, hi), stats=reader.stats
+            frames=items, timestamps=stamps, info=info, window=(lo, hi), stats=reader.stats
         )
 
 
