@@ -167,3 +167,27 @@ def test_decoded_frames_never_above_floor_plus_one_gop(clip, skip):
         fs = sample_frames(clip, cfg, seed=n)
         floor = floor_frames(frames, target_times(cfg, 0.0, fs.window[1], seed=n))
         assert fs.stats["decoded"] <= floor + gop, (sampling, n, fs.stats, floor, gop)
+
+
+def test_hardware_decoding_falls_back_to_the_cpu_without_a_flag(tmp_path):
+    """hwaccel="cuda" on a machine without NVDEC decodes on the CPU: same frames."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: see the gpu test")
+    path = _h264_b(tmp_path / "b.mp4")
+    hw = sample_frames(path, native(num_frames=5, hwaccel="cuda"))
+    cpu = sample_frames(path, native(num_frames=5))
+    assert hw.stats["hwaccel"] == 0
+    assert all(np.array_equal(a, b) for a, b in zip(hw.frames, cpu.frames))
+
+
+@pytest.mark.gpu
+def test_nvdec_gives_the_cpu_frames(tmp_path):
+    path = _h264_b(tmp_path / "b.mp4")
+    for sampling in ("uniform", "random", "fps"):
+        hw = sample_frames(path, native(sampling=sampling, num_frames=7, hwaccel="cuda"))
+        cpu = sample_frames(path, native(sampling=sampling, num_frames=7))
+        assert hw.stats["hwaccel"] == 1
+        assert hw.timestamps == cpu.timestamps
+        assert all(np.array_equal(a, b) for a, b in zip(hw.frames, cpu.frames))

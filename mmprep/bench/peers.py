@@ -28,14 +28,15 @@ class Method:
     needs: str | None = None  # module the method imports (None: mmprep's own)
 
 
-def _mmprep(skip: bool):
+def _mmprep(skip: bool, hwaccel: str = "none"):
     def run(path, times, size, threads) -> Frames:
-        # Windowed sampling with one target per call would re-open the file; sample at
-        # exactly ``times`` instead by asking for those frames through the reader.
         cfg = VideoConfig(num_frames=len(times), size=None if size is None else min(size),
                           resize="none" if size is None else "shorter-side",
-                          interpolation="bilinear", threads=threads, skip_nonref=skip)
+                          interpolation="bilinear", threads=threads, skip_nonref=skip,
+                          hwaccel=hwaccel)
         fs = sample_frames(path, cfg, times=times)
+        if hwaccel != "none" and not fs.stats.get("hwaccel"):
+            raise RuntimeError(f"no {hwaccel} hardware decoder here (it decoded on the CPU)")
         return fs.frames, fs.stats["decoded"]
 
     return run
@@ -121,6 +122,7 @@ def opencv_frames(path, times, size, threads) -> Frames:
 METHODS = [
     Method("mmprep", _mmprep(True)),
     Method("mmprep, no skipping", _mmprep(False)),
+    Method("mmprep NVDEC", _mmprep(True, "cuda")),
     Method("PyAV decode-all", pyav_decode_all),
     Method("torchcodec exact", _torchcodec("exact"), "torchcodec"),
     Method("torchcodec approx", _torchcodec("approximate"), "torchcodec"),

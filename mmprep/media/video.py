@@ -49,6 +49,8 @@ class VideoConfig:
     threads: int | None = None  # decoder threads (0: FFmpeg chooses; None: by resolution)
     seek: bool = True  # seek to the nearest keyframe before far targets
     skip_nonref: bool = True  # drop non-reference frames that are not shown (same output)
+    # hardware decoding: "cuda" decodes on NVDEC, on the CPU where there is none
+    hwaccel: Literal["none", "cuda"] = "none"
 
     def __post_init__(self) -> None:
         self.mean = pixel_norm(self.mean, "mean")
@@ -63,6 +65,8 @@ class VideoConfig:
             raise ValueError("size must be >= 1")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("jpeg_quality must be within 1..100")
+        if self.hwaccel not in ("none", "cuda"):
+            raise ValueError("hwaccel must be 'none' or 'cuda'")
         if self.threads is not None and self.threads < 0:
             raise ValueError("threads must be >= 0")
 
@@ -438,7 +442,8 @@ def sample_frames(
     """
     import av
 
-    with open_media(source, stage="video") as container:
+    hw = None if cfg.hwaccel == "none" else cfg.hwaccel
+    with open_media(source, stage="video", hwaccel=hw) as container:
         if not container.streams.video:
             raise SampleError("video", "no video stream in file")
         stream = container.streams.video[0]
@@ -492,6 +497,7 @@ def sample_frames(
         if not items:
             raise SampleError("video", "no decodable frame in the clip window")
         info.duration = duration
+        reader.stats["hwaccel"] = int(bool(hw) and bool(getattr(ctx, "is_hwaccel", False)))
         return FrameSample(
             frames=items, timestamps=stamps, info=info, window=(lo, hi), stats=reader.stats
         )
