@@ -47,10 +47,10 @@ def _open_hw(av, source, kwargs: dict[str, Any], hwaccel: str | None):
     device opens, else plain (CPU) decoding; a device that failed once is not retried in
     this process, so a machine without a GPU pays nothing after the first clip."""
     if hwaccel and hwaccel not in _HW_FAILED:
-        from av.codec.hwaccel import HWAccel
-
         pos = source.tell() if hasattr(source, "tell") else None
         try:
+            from av.codec.hwaccel import HWAccel  # PyAV >= 14
+
             return av.open(source, hwaccel=HWAccel(device_type=hwaccel,
                                                    allow_software_fallback=True), **kwargs)
         except Exception:  # noqa: BLE001 - no device, no driver: decode on the CPU

@@ -202,7 +202,9 @@ class FrameReader:
         timestamp to seek to for each, or None when the index holds fewer than two (then
         seeking falls back to learning intervals). Matroska loads its cues on the first
         seek, so one seek to the start comes first."""
-        entries = self.stream.index_entries
+        entries = getattr(self.stream, "index_entries", None)  # PyAV >= 14
+        if entries is None:
+            return None
         if sum(1 for e in entries if e.is_keyframe) < 2:
             try:
                 self.container.seek(self.origin, stream=self.stream, backward=True)
