@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mmprep.errors import SampleError
+from mmprep.media.audio_graph import decode_in_graph, graph_path
 from mmprep.media.io import open_media
 from mmprep.media.norms import audio_norm
 
@@ -90,6 +91,41 @@ class Waveform:
         return self.samples.shape[0] / self.sample_rate
 
 
+def _decode_frames(container, stream, sample_rate: int, hi: float | None):
+    """Demux and decode frame by frame (bad packets skipped), resampling in blocks."""
+    import av
+
+    origin = stream.start_time or 0
+    ctx = stream.codec_context
+    tb = float(stream.time_base) if stream.time_base else 1.0 / (ctx.sample_rate or 1)
+    block = _Blocks(av.AudioResampler(format="flt", layout="mono", rate=sample_rate))
+    first_time: float | None = None
+    bad = 0
+    decoded = 0.0  # seconds of source audio decoded
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                bad += 1
+                if bad > _MAX_BAD_PACKETS:
+                    raise
+                continue
+            for frame in frames:
+                if first_time is None:
+                    first_time = ((frame.pts - origin) * tb) if frame.pts is not None else 0.0
+                block.add(frame)
+                decoded += frame.samples / (frame.sample_rate or 1)
+            if hi is not None and first_time is not None and (
+                first_time + decoded >= hi + 0.1
+            ):
+                break
+        chunks = block.finish()
+    except av.error.FFmpegError as exc:
+        raise SampleError("audio", f"audio decoding failed: {exc}") from exc
+    return chunks, first_time, bad
+
+
 def decode_audio(
     source: Any,
     sample_rate: int = 16000,
@@ -103,7 +139,6 @@ def decode_audio(
     Returns None when the file has no audio stream. ``start``/``end`` cut the clip
     (seconds from the start of the stream); ``max_seconds`` stops decoding early.
     """
-    import av
 
     with open_media(source, stage="audio") as container:
         if not container.streams.audio:
@@ -116,33 +151,15 @@ def decode_audio(
         hi = None if end is None else float(end)
         if max_seconds is not None:
             hi = lo + max_seconds if hi is None else min(hi, lo + max_seconds)
-        if lo > 1.0:
-            container.seek(int((lo - 0.5) / tb) + origin, stream=stream, backward=True)
-        block = _Blocks(av.AudioResampler(format="flt", layout="mono", rate=sample_rate))
-        first_time: float | None = None
-        bad = 0
-        decoded = 0.0  # seconds of source audio decoded
-        try:
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.error.FFmpegError:
-                    bad += 1
-                    if bad > _MAX_BAD_PACKETS:
-                        raise
-                    continue
-                for frame in frames:
-                    if first_time is None:
-                        first_time = ((frame.pts - origin) * tb) if frame.pts is not None else 0.0
-                    block.add(frame)
-                    decoded += frame.samples / (frame.sample_rate or 1)
-                if hi is not None and first_time is not None and (
-                    first_time + decoded >= hi + 0.1
-                ):
-                    break
-            chunks = block.finish()
-        except av.error.FFmpegError as exc:
-            raise SampleError("audio", f"audio decoding failed: {exc}") from exc
+        fast = None
+        if lo <= 1.0 and (path := graph_path(source)) is not None:
+            fast = decode_in_graph(path, stream, sample_rate, hi)
+        if fast is not None:
+            (chunks, first_time), bad = fast, 0
+        else:
+            if lo > 1.0:
+                container.seek(int((lo - 0.5) / tb) + origin, stream=stream, backward=True)
+            chunks, first_time, bad = _decode_frames(container, stream, sample_rate, hi)
         wave = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         first_time = first_time or 0.0
         a = max(0, int(round((lo - first_time) * sample_rate)))
