@@ -25,7 +25,7 @@ Size = tuple[int, int] | None
 class Method:
     name: str
     run: Callable[[Path, list[float], Size, int], Frames]
-    needs: str | None = None  # module the method imports (None: mmprep's own)
+    needs: str | None = None  # module the method imports, "cuda" (None: mmprep's own)
 
 
 def _mmprep(skip: bool, hwaccel: str = "none"):
@@ -122,7 +122,7 @@ def opencv_frames(path, times, size, threads) -> Frames:
 METHODS = [
     Method("mmprep", _mmprep(True)),
     Method("mmprep, no skipping", _mmprep(False)),
-    Method("mmprep NVDEC", _mmprep(True, "cuda")),
+    Method("mmprep NVDEC", _mmprep(True, "cuda"), "cuda"),
     Method("PyAV decode-all", pyav_decode_all),
     Method("torchcodec exact", _torchcodec("exact"), "torchcodec"),
     Method("torchcodec approx", _torchcodec("approximate"), "torchcodec"),
@@ -135,6 +135,10 @@ def unavailable(method: Method) -> str | None:
     """Why ``method`` cannot run here (its module does not import), else None."""
     if method.needs is None:
         return None
+    if method.needs == "cuda":
+        import torch
+
+        return None if torch.cuda.is_available() else "no CUDA device (NVDEC not measured)"
     import importlib
 
     try:
