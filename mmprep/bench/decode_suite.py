@@ -43,12 +43,15 @@ SUITE = {
 }
 
 
-def suite_files(scale: float = 1.0, cache: Path | None = None,
-                progress: bool = False) -> dict[str, list[Path]]:
-    """The suite's files (generated once under ``cache``), ``scale`` times as long."""
+def suite_files(scale: float = 1.0, cache: Path | None = None, progress: bool = False,
+                only: list[str] | None = None) -> dict[str, list[Path]]:
+    """The suite's files (generated once under ``cache``), ``scale`` times as long;
+    ``only``: just these (keys of ``SUITE``)."""
     cache = Path(cache) if cache is not None else default_cache_dir()
     files = {}
     for name, (seconds, size, codec, gop, clips) in SUITE.items():
+        if only is not None and name not in only:
+            continue
         secs = max(1.0, round(seconds * scale, 2))
         ext = "webm" if codec == "libvpx-vp9" else "mp4"
         stem = f"{codec}_{size[0]}x{size[1]}_{secs:g}s_gop{gop or '2s'}"
@@ -247,9 +250,9 @@ def bench_decode_suite(*, scale: float = 1.0, frames: int = 8, threads: int = 1,
                        cache: Path | None = None, progress: bool = False) -> DecodeSuiteBench:
     """Run the suite (see the module doc). ``only``: file names (keys of ``SUITE``) to
     run; ``scale``: file length factor (0.1 for a quick run)."""
-    files = suite_files(scale, cache, progress)
+    files = suite_files(scale, cache, progress, only)
     rows = [bench_file(name, paths, frames=frames, threads=threads, rounds=rounds)
-            for name, paths in files.items() if only is None or name in only]
+            for name, paths in files.items()]
     audio_row = None
     if audio:
         secs = max(1.0, round(60.0 * scale, 2))
