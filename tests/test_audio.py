@@ -9,6 +9,7 @@ import torchaudio
 from torchaudio.compliance import kaldi
 
 from mmprep.errors import SampleError
+from mmprep.media import audio
 from mmprep.media.audio import AudioConfig, audio_features, decode_audio, fix_length, log_mel
 from mmprep.synthetic.media import encode_clip, tone
 
@@ -141,3 +142,65 @@ def test_config_validation():
         AudioConfig(slices=2)
     with pytest.raises(ValueError):
         AudioConfig(std=0)
+
+
+def _per_frame_resample(path, rate):
+    """FFmpeg's resampler fed one decoded frame at a time (the plain PyAV way)."""
+    import av
+
+    out = []
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        for frame in container.decode(container.streams.audio[0]):
+            out += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("block", [1 << 17, 3000])
+def test_block_resampling_gives_the_per_frame_samples(stereo_48k, wav_16k, media_dir,
+                                                      monkeypatch, block):
+    import av
+
+    monkeypatch.setattr(audio._Blocks, "BLOCK_SAMPLES", block)
+    s16 = encode_clip(media_dir / "stereo_s16.wav", None, sample_rate=22050,
+                      audio=np.stack([tone(1.5, 22050, 300.0)[0], tone(1.5, 22050, 500.0)[0]]),
+                      audio_codec="pcm_s16le")
+    for path in (stereo_48k, wav_16k, s16):
+        want = _per_frame_resample(path, 16000)
+        with av.open(str(path)) as c:
+            got = np.concatenate(audio._decode_frames(c, c.streams.audio[0], 16000, None)[0])
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_whole_track_graph_gives_the_frame_loop_samples(stereo_48k, wav_16k, media_dir):
+    """Local files decode inside one filter graph; same samples and cut as frame by frame."""
+    import av
+
+    from mmprep.media import audio_graph
+    from mmprep.synthetic.media import make_indexed_clip
+
+    clip = make_indexed_clip(media_dir / "graph_av.mp4", 30, fps=24, gop=12)
+    for path in (stereo_48k, wav_16k, clip):
+        for end in (None, 0.7):
+            assert audio_graph.graph_path(path) is not None
+            got = decode_audio(path, 16000, end=end).samples
+            with av.open(str(path)) as c:
+                st = c.streams.audio[0]
+                assert audio_graph.decode_in_graph(str(path), st, 16000, end) is not None
+                chunks, first, _ = audio._decode_frames(c, st, 16000, end)
+            want = np.concatenate(chunks)
+            a = max(0, int(round(-first * 16000)))
+            b = want.shape[0] if end is None else int(round((end - first) * 16000))
+            assert got.shape == want[a:b].shape
+            np.testing.assert_allclose(got, want[a:b], atol=1e-6)
+
+
+def test_graph_path_only_for_plain_local_files(tmp_path):
+    from mmprep.media.audio_graph import graph_path
+
+    odd = tmp_path / "a,b:c.wav"
+    odd.write_bytes(b"x")
+    assert graph_path(odd) is None and graph_path("http://x/a.wav") is None
+    assert graph_path(tmp_path / "missing.wav") is None

@@ -39,9 +39,13 @@ def make_reference_clip(
     size: tuple[int, int] = (1280, 720),
     fps: int = 30,
     gop_seconds: float = 2.0,
+    gop_frames: int | None = None,
+    codec: str = "libx264",
+    seed: int = 0,
     progress: bool = False,
 ) -> Path:
-    """A textured, moving H.264 clip (x264 'veryfast', a keyframe every ``gop_seconds``)."""
+    """A textured, moving clip: H.264 (x264 'veryfast', B-frames) or VP9 (libvpx,
+    realtime), a keyframe every ``gop_frames`` frames (default: every ``gop_seconds``)."""
     import av
 
     path = Path(path)
@@ -50,22 +54,26 @@ def make_reference_clip(
     path.parent.mkdir(parents=True, exist_ok=True)
     w, h = size
     n = int(seconds * fps)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     texture = rng.integers(0, 60, size=(h + 64, w + 64, 3), dtype=np.uint8)
     yy, xx = np.mgrid[0:h, 0:w]
-    tmp = path.with_name(path.name + ".tmp.mp4")
+    tmp = path.with_name(path.name + ".tmp" + path.suffix)
     frames = range(n)
     if progress:
         from tqdm import tqdm
 
         frames = tqdm(frames, desc="encoding reference clip", unit="frame")
     with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(fps))
+        stream = out.add_stream(codec, rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        gop = int(round(gop_seconds * fps))
+        gop = gop_frames or int(round(gop_seconds * fps))
         stream.codec_context.gop_size = gop
-        stream.options = {"preset": "veryfast", "keyint": str(gop), "min-keyint": str(gop),
-                          "scenecut": "0", "crf": "23"}
+        if codec == "libx264":
+            stream.options = {"preset": "veryfast", "keyint": str(gop),
+                              "min-keyint": str(gop), "scenecut": "0", "crf": "23"}
+        elif codec == "libvpx-vp9":
+            stream.options = {"deadline": "realtime", "cpu-used": "8", "crf": "32",
+                              "b": "0", "row-mt": "1"}
         for i in frames:
             dx, dy = (i * 3) % 64, (i * 2) % 64
             img = texture[dy : dy + h, dx : dx + w].copy()

@@ -26,17 +26,30 @@ def _print(result: Result, as_json: bool, rows: list[tuple[str, str]]) -> None:
 @click.option("--repeat", default=3, show_default=True, type=click.IntRange(1),
               help="Runs per method; the median is reported.")
 @click.option("--no-ffmpeg", is_flag=True, help="Skip the ffmpeg command-line baseline.")
+@click.option("--suite", is_flag=True,
+              help="Compare with torchcodec, decord and OpenCV (mmprep[bench]) on the five "
+                   "generated file types and an audio file, in interleaved rounds.")
+@click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.01, 10),
+              help="--suite: length of the generated files, times the full length.")
+@click.option("--only", multiple=True, help="--suite: run only this file type (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @handle_errors
-def decode(video, frames, threads, repeat, no_ffmpeg, as_json):
+def decode(video, frames, threads, repeat, no_ffmpeg, suite, scale, only, as_json):
     """Time mmprep's frame sampler against (a) PyAV decoding every frame and (b) the
     ffmpeg command line extracting the same frames (one seeking process per frame).
 
     Without VIDEO, a 60 s 1280x720 30 fps H.264 reference clip (keyframe every 2 s) is
     generated once and cached under ~/.cache/mmprep/bench.
+
+    With --suite (or VIDEO and --suite), every method samples the same frames at 224 px
+    and --repeat is the number of interleaved rounds; the table shows mmprep's median
+    seconds and each peer's median as a ratio to it (above 1: mmprep is faster).
     """
     from mmprep.bench.decode import bench_decode, default_cache_dir, make_reference_clip
 
+    if suite:
+        _suite(video, frames, threads, repeat, scale, only, as_json)
+        return
     if video is None:
         video = make_reference_clip(default_cache_dir() / "ref_60s_720p_gop2s.mp4", progress=True)
     r = bench_decode(video, frames=frames, threads=threads, repeat=repeat, ffmpeg=not no_ffmpeg)
@@ -56,6 +69,43 @@ def decode(video, frames, threads, repeat, no_ffmpeg, as_json):
         rows.append(("(b) ffmpeg CLI", "skipped (ffmpeg not found or --no-ffmpeg)"))
     rows.append(("machine", r.machine))
     _print(r, as_json, rows)
+
+
+def _suite(video, frames, threads, rounds, scale, only, as_json) -> None:
+    from pathlib import Path
+
+    from mmprep.bench import machine_description
+    from mmprep.bench.decode_suite import (
+        SUITE,
+        DecodeSuiteBench,
+        bench_decode_suite,
+        bench_file,
+        table,
+    )
+    from mmprep.errors import UsageError
+
+    unknown = [name for name in only if name not in SUITE]
+    if unknown:
+        raise UsageError(f"--only {unknown[0]!r} is not a suite file; one of: "
+                         + ", ".join(repr(k) for k in SUITE))
+    if video is not None:
+        row = bench_file(Path(video).name, [Path(video)], frames=frames, threads=threads,
+                         rounds=rounds)
+        r = DecodeSuiteBench(frames=frames, threads=threads, rounds=rounds, scale=1.0,
+                             files=[row], audio=None, machine=machine_description())
+    else:
+        r = bench_decode_suite(scale=scale, frames=frames, threads=threads, rounds=rounds,
+                               only=list(only) or None, progress=not as_json)
+    if as_json:
+        click.echo(r.to_json())
+        return
+    click.echo(table(r))
+    for f in r.files:
+        for m in f.methods:
+            if m.skipped:
+                click.echo(f"{f.file}: {m.method} skipped ({m.skipped})")
+    click.echo(f"machine: {r.machine}; {r.rounds} interleaved rounds, {r.threads} decoder "
+               f"thread(s), {r.frames} frames per clip")
 
 
 @click.command("extract")

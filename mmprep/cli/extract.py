@@ -35,7 +35,8 @@ EXTRACT_OPTIONS = [
     ConfigOption(("--no-video",), "video.enabled", "Skip frames (audio/text only).",
                  flag_value=False),
     ConfigOption(("--decoder-threads",), "video.threads",
-                 "Video decoder threads per clip (0: FFmpeg decides).", int),
+                 "Video decoder threads per clip (0: FFmpeg decides; unset: FFmpeg's count "
+                 "from about 480p up, 1 below).", int),
     # audio
     ConfigOption(("--no-audio",), "audio.enabled", "Skip audio features.", flag_value=False),
     ConfigOption(("--sample-rate",), "audio.sample_rate", "Resample audio to this rate.", int),

@@ -56,6 +56,7 @@ class ExtractConfig:
         data.pop("shards")
         data.pop("max_sample_mb")
         data["video"].pop("threads")
+        data["video"].pop("skip_nonref")
         data["audio"].pop("max_seconds")
         return config_hash(data)
 

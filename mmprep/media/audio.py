@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mmprep.errors import SampleError
+from mmprep.media.audio_graph import decode_in_graph, graph_path
 from mmprep.media.io import open_media
 from mmprep.media.norms import audio_norm
 
@@ -90,6 +91,41 @@ class Waveform:
         return self.samples.shape[0] / self.sample_rate
 
 
+def _decode_frames(container, stream, sample_rate: int, hi: float | None):
+    """Demux and decode frame by frame (bad packets skipped), resampling in blocks."""
+    import av
+
+    origin = stream.start_time or 0
+    ctx = stream.codec_context
+    tb = float(stream.time_base) if stream.time_base else 1.0 / (ctx.sample_rate or 1)
+    block = _Blocks(av.AudioResampler(format="flt", layout="mono", rate=sample_rate))
+    first_time: float | None = None
+    bad = 0
+    decoded = 0.0  # seconds of source audio decoded
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                bad += 1
+                if bad > _MAX_BAD_PACKETS:
+                    raise
+                continue
+            for frame in frames:
+                if first_time is None:
+                    first_time = ((frame.pts - origin) * tb) if frame.pts is not None else 0.0
+                block.add(frame)
+                decoded += frame.samples / (frame.sample_rate or 1)
+            if hi is not None and first_time is not None and (
+                first_time + decoded >= hi + 0.1
+            ):
+                break
+        chunks = block.finish()
+    except av.error.FFmpegError as exc:
+        raise SampleError("audio", f"audio decoding failed: {exc}") from exc
+    return chunks, first_time, bad
+
+
 def decode_audio(
     source: Any,
     sample_rate: int = 16000,
@@ -103,7 +139,6 @@ def decode_audio(
     Returns None when the file has no audio stream. ``start``/``end`` cut the clip
     (seconds from the start of the stream); ``max_seconds`` stops decoding early.
     """
-    import av
 
     with open_media(source, stage="audio") as container:
         if not container.streams.audio:
@@ -116,37 +151,15 @@ def decode_audio(
         hi = None if end is None else float(end)
         if max_seconds is not None:
             hi = lo + max_seconds if hi is None else min(hi, lo + max_seconds)
-        if lo > 1.0:
-            container.seek(int((lo - 0.5) / tb) + origin, stream=stream, backward=True)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks: list[np.ndarray] = []
-        first_time: float | None = None
-        bad = 0
-        total = 0
-        try:
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.error.FFmpegError:
-                    bad += 1
-                    if bad > _MAX_BAD_PACKETS:
-                        raise
-                    continue
-                for frame in frames:
-                    if first_time is None:
-                        first_time = ((frame.pts - origin) * tb) if frame.pts is not None else 0.0
-                    for out in resampler.resample(frame):
-                        arr = out.to_ndarray().reshape(-1)
-                        chunks.append(arr)
-                        total += arr.shape[0]
-                if hi is not None and first_time is not None and (
-                    first_time + total / sample_rate >= hi + 0.1
-                ):
-                    break
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-        except av.error.FFmpegError as exc:
-            raise SampleError("audio", f"audio decoding failed: {exc}") from exc
+        fast = None
+        if lo <= 1.0 and (path := graph_path(source)) is not None:
+            fast = decode_in_graph(path, stream, sample_rate, hi)
+        if fast is not None:
+            (chunks, first_time), bad = fast, 0
+        else:
+            if lo > 1.0:
+                container.seek(int((lo - 0.5) / tb) + origin, stream=stream, backward=True)
+            chunks, first_time, bad = _decode_frames(container, stream, sample_rate, hi)
         wave = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         first_time = first_time or 0.0
         a = max(0, int(round((lo - first_time) * sample_rate)))
@@ -160,6 +173,68 @@ def decode_audio(
             codec=ctx.name,
             stats={"bad_packets": bad},
         )
+
+
+_DTYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64,
+           "flt": np.float32, "dbl": np.float64}
+
+
+class _Blocks:
+    """Feeds decoded frames to the resampler in blocks of about ``BLOCK_SAMPLES``:
+    one call per block instead of one per (1024-sample) frame. libswresample keeps its
+    state between calls, so the output is the same stream of samples. Frames are read
+    as plane buffers (PyAV's per-frame ``to_ndarray`` costs more than the resampling)."""
+
+    BLOCK_SAMPLES = 1 << 17
+
+    def __init__(self, resampler):
+        self.resampler = resampler
+        self.planes: list[list[np.ndarray]] = []
+        self.key: tuple | None = None
+        self.dtype = None
+        self.count = 0
+        self.out: list[np.ndarray] = []
+
+    def add(self, frame) -> None:
+        fmt = frame.format.name
+        key = (fmt, frame.layout.name, frame.sample_rate)
+        if key != self.key:
+            self.flush()
+            self.key, self.dtype = key, _DTYPES.get(fmt.rstrip("p"))
+            self.planar = fmt.endswith("p")
+            self.width = 1 if self.planar else len(frame.layout.channels)
+        if self.dtype is None:
+            arrays = list(frame.to_ndarray())
+        else:
+            n = frame.samples * self.width  # plane buffers may be padded beyond the samples
+            arrays = [np.frombuffer(p, dtype=self.dtype, count=n) for p in frame.planes]
+        if not self.planes:
+            self.planes = [[] for _ in arrays]
+        for dst, arr in zip(self.planes, arrays):
+            dst.append(arr)
+        self.count += frame.samples
+        if self.count >= self.BLOCK_SAMPLES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.planes:
+            return
+        import av
+
+        data = np.stack([np.concatenate(p) for p in self.planes])
+        fmt, layout, rate = self.key
+        frame = av.AudioFrame.from_ndarray(data, format=fmt, layout=layout)
+        frame.sample_rate = rate
+        self.planes, self.count = [], 0
+        self._take(self.resampler.resample(frame))
+
+    def _take(self, frames) -> None:
+        self.out.extend(f.to_ndarray().reshape(-1) for f in frames)
+
+    def finish(self) -> list[np.ndarray]:
+        self.flush()
+        self._take(self.resampler.resample(None))
+        return self.out
 
 
 @functools.lru_cache(maxsize=8)

@@ -39,10 +39,33 @@ def open_url(url: str):
     return fs.open(path, "rb")
 
 
+_HW_FAILED: set[str] = set()  # hardware device types that could not be opened here
+
+
+def _open_hw(av, source, kwargs: dict[str, Any], hwaccel: str | None):
+    """``av.open`` with hardware decoding on ``hwaccel`` (e.g. "cuda": NVDEC) when the
+    device opens, else plain (CPU) decoding; a device that failed once is not retried in
+    this process, so a machine without a GPU pays nothing after the first clip."""
+    if hwaccel and hwaccel not in _HW_FAILED:
+        pos = source.tell() if hasattr(source, "tell") else None
+        try:
+            from av.codec.hwaccel import HWAccel  # PyAV >= 14
+
+            return av.open(source, hwaccel=HWAccel(device_type=hwaccel,
+                                                   allow_software_fallback=True), **kwargs)
+        except Exception:  # noqa: BLE001 - no device, no driver: decode on the CPU
+            _HW_FAILED.add(hwaccel)
+            if pos is not None:
+                source.seek(pos)
+    return av.open(source, **kwargs)
+
+
 @contextmanager
-def open_media(source: Any, *, stage: str, timeout: float | None = None):
+def open_media(source: Any, *, stage: str, timeout: float | None = None,
+               hwaccel: str | None = None):
     """``av.open`` for reading (paths, fsspec URLs, file objects); errors become
-    ``SampleError(stage, reason)``."""
+    ``SampleError(stage, reason)``. ``hwaccel`` (e.g. "cuda") asks for hardware
+    decoding, with CPU decoding when the device is missing."""
     import av
 
     kwargs: dict[str, Any] = {"mode": "r", "metadata_errors": "replace"}
@@ -52,7 +75,7 @@ def open_media(source: Any, *, stage: str, timeout: float | None = None):
     try:
         if isinstance(source, str) and "://" in source[:16]:
             handle = open_url(source)
-        container = av.open(handle if handle is not None else source, **kwargs)
+        container = _open_hw(av, handle if handle is not None else source, kwargs, hwaccel)
     except (OSError, av.error.FFmpegError, ValueError, UnicodeError) as exc:
         if handle is not None:
             handle.close()

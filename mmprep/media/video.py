@@ -9,6 +9,7 @@ screen at the target time.
 
 from __future__ import annotations
 
+import bisect
 import math
 import zlib
 from collections.abc import Iterator
@@ -45,8 +46,11 @@ class VideoConfig:
     # recorded for trainers (pixels stay uint8); a name from media.norms (clip, imagenet)
     mean: tuple[float, float, float] | str | None = None
     std: tuple[float, float, float] | str | None = None
-    threads: int = 1  # decoder and scaler threads (0: let FFmpeg choose)
+    threads: int | None = None  # decoder threads (0: FFmpeg chooses; None: by resolution)
     seek: bool = True  # seek to the nearest keyframe before far targets
+    skip_nonref: bool = True  # drop non-reference frames that are not shown (same output)
+    # hardware decoding: "cuda" decodes on NVDEC, on the CPU where there is none
+    hwaccel: Literal["none", "cuda"] = "none"
 
     def __post_init__(self) -> None:
         self.mean = pixel_norm(self.mean, "mean")
@@ -61,7 +65,9 @@ class VideoConfig:
             raise ValueError("size must be >= 1")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("jpeg_quality must be within 1..100")
-        if self.threads < 0:
+        if self.hwaccel not in ("none", "cuda"):
+            raise ValueError("hwaccel must be 'none' or 'cuda'")
+        if self.threads is not None and self.threads < 0:
             raise ValueError("threads must be >= 0")
 
 
@@ -149,29 +155,105 @@ class FrameReader:
     Frames travel as ``(time, frame)`` pairs. ``frame_at(t)`` returns the pair on
     screen at ``t``: the last frame whose time is <= t (the first frame if ``t`` is
     before it). Targets must be non-decreasing.
+
+    Decoding less: the keyframe before each target comes from the container's index
+    (seek there when it lies beyond what is already decoded), and with ``skip_nonref``
+    the decoder drops non-reference frames (FFmpeg ``skip_frame=NONREF``) of packets
+    more than ``window`` seconds before the target; no other frame depends on them, so
+    every frame that is decoded is exactly the frame a full decode gives. The last
+    stretch before the target is decoded in full; if a dropped frame turns out to be the
+    one on screen (a gap longer than the window, variable frame rate), that target is
+    decoded again from its keyframe without skipping.
     """
 
-    def __init__(self, container, stream, *, seek: bool = True, min_seek_gap: float = 1.0):
+    def __init__(self, container, stream, *, seek: bool = True, skip_nonref: bool = True,
+                 min_seek_gap: float = 1.0):
         self.container = container
         self.stream = stream
+        self.ctx = stream.codec_context
         self.tb = float(stream.time_base)
         self.origin = stream.start_time if stream.start_time is not None else 0
         rate = stream.average_rate or stream.guessed_rate
         self.frame_step = 1.0 / float(rate) if rate else 0.04
+        self.window = 2.0 * self.frame_step
         self.allow_seek = seek
+        self.skip_nonref = skip_nonref
         self.min_seek_gap = min_seek_gap
         self.kf_interval = 0.0  # largest keyframe spacing observed so far
         self.last_kf: float | None = None
         self.prev: tuple | None = None  # last decoded (time, frame) with time <= target
         self.pending: tuple | None = None  # decoded (time, frame) beyond the target
+        self.target: float | None = None
+        self.last_target = False
+        self.skipping = False  # packets are being fed with skip_frame=NONREF
+        self.dropped: list[float] = []  # times of packets fed while skipping
+        self._manage_skip = skip_nonref
         self._iter: Iterator | None = None
         self._last_time: float | None = None
-        self.stats = {"decoded": 0, "seeks": 0, "bad_packets": 0}
+        self._kf_times: list[float] | None = None
+        self.stats = {"decoded": 0, "seeks": 0, "bad_packets": 0, "skipped_packets": 0,
+                      "redone": 0}
+        self._kf_seek: list[int] = []
+        if seek and (index := self._index_keyframes()) is not None:
+            self._kf_times, self._kf_seek = index
+
+    def _index_keyframes(self) -> tuple[list[float], list[int]] | None:
+        """Keyframes from the container's index: presentation times (seconds) and the
+        timestamp to seek to for each, or None when the index holds fewer than two (then
+        seeking falls back to learning intervals). Matroska loads its cues on the first
+        seek, so one seek to the start comes first."""
+        entries = getattr(self.stream, "index_entries", None)  # PyAV >= 14
+        if entries is None:
+            return None
+        if sum(1 for e in entries if e.is_keyframe) < 2:
+            try:
+                self.container.seek(self.origin, stream=self.stream, backward=True)
+            except Exception:  # noqa: BLE001 - an unseekable input keeps the fallback
+                return None
+            entries = self.stream.index_entries
+        stamps = sorted(e.timestamp for e in entries if e.is_keyframe)
+        if len(stamps) < 2:
+            return None
+        first = entries[0].timestamp
+        if first >= self.origin:  # presentation times (Matroska cues, no reordering)
+            return [(ts - self.origin) * self.tb for ts in stamps], stamps
+        # MP4 indexes decode times, which trail presentation times by the reorder delay;
+        # its seek compares targets with decode time + the first frame's delay. At a
+        # constant frame rate that is the presentation time; otherwise the keyframes'
+        # presentation times are read from the packet headers.
+        seeks = [ts + self.origin - first for ts in stamps]
+        gaps = np.diff([e.timestamp for e in entries])
+        if gaps.size and int(gaps.max()) - int(gaps.min()) <= 1:
+            return [(ts - self.origin) * self.tb for ts in seeks], seeks
+        times = self._scan_keyframes()
+        if len(times) != len(seeks):
+            return None
+        return times, seeks
+
+    def _scan_keyframes(self) -> list[float]:
+        """Keyframe presentation times from packet headers (demuxing only, no decoding)."""
+        times = [(p.pts - self.origin) * self.tb for p in self.container.demux(self.stream)
+                 if p.is_keyframe and p.pts is not None]
+        self.container.seek(self.origin, stream=self.stream, backward=True)
+        return sorted(times)
+
+    def _set_skip(self, on: bool) -> None:
+        if on != self.skipping:
+            self.ctx.skip_frame = "NONREF" if on else "DEFAULT"
+            self.skipping = on
 
     def _decode(self) -> Iterator[tuple[float, Any]]:
         import av
 
         for packet in self.container.demux(self.stream):
+            if self._manage_skip and self.target is not None:
+                pt = None if packet.pts is None else (packet.pts - self.origin) * self.tb
+                early = pt is not None and pt < self.target - self.window
+                late = self.last_target and pt is not None and pt > self.target + _EPS
+                self._set_skip(early or late)
+                if early:
+                    self.dropped.append(pt)
+                    self.stats["skipped_packets"] += 1
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
@@ -205,10 +287,18 @@ class FrameReader:
         ref = self.pending if self.pending is not None else self.prev
         return None if ref is None else ref[0]
 
+    def _keyframe_before(self, t: float) -> int:
+        """Index in the keyframe list of the last keyframe at or before ``t`` (-1: none)."""
+        return bisect.bisect_right(self._kf_times, t + _EPS) - 1
+
     def _should_seek(self, t: float) -> bool:
         if not self.allow_seek:
             return False
         pos = self._position()
+        if self._kf_times is not None:
+            i = self._keyframe_before(t)
+            # Seek when the keyframe lies beyond what is decoded (or nothing is yet).
+            return i >= 0 and self._kf_times[i] > (pos if pos is not None else 0.0) + _EPS
         if pos is None:
             pos = 0.0
         threshold = max(self.min_seek_gap, self.kf_interval)
@@ -220,28 +310,35 @@ class FrameReader:
     def _seek_to(self, offset: int) -> None:
         self.container.seek(offset, stream=self.stream, backward=True, any_frame=False)
         self.stats["seeks"] += 1
+        self.dropped = []  # every frame from the landing point on is fed again
         self._iter = None
         self._last_time = None
         self.last_kf = None  # keyframes before and after a seek are not neighbours
         self.prev = None
         self.pending = self._next()
 
+    def _ticks(self, t: float) -> int:
+        return int(math.floor(t / self.tb + _EPS)) + self.origin
+
     def _seek(self, t: float) -> None:
         before = self._position()
-        self._seek_to(int(math.floor(t / self.tb)) + self.origin)
-        if self.pending is None:
-            return
-        landed = self.pending[0]
-        if before is not None and landed <= before + _EPS:
-            # Went back to an already decoded keyframe: the interval is longer than the gap.
-            self.kf_interval = max(self.kf_interval, t - landed)
-        if landed > t + _EPS and t > 0:
-            # Broken or coarse index: the seek overshot. Start again from the beginning.
-            self._seek_to(self.origin)
+        i = self._keyframe_before(t) if self._kf_times is not None else -1
+        self._seek_to(self._kf_seek[i] if i >= 0 else self._ticks(t))
+        while self.pending is not None:
+            landed = self.pending[0]
+            if before is not None and landed <= before + _EPS:
+                # Went back to an already decoded keyframe: the interval is longer.
+                self.kf_interval = max(self.kf_interval, t - landed)
+            if not (landed > t + _EPS and t > 0):
+                return
+            if i <= 0:
+                break
+            i -= 1  # the seek overshot (index and frames disagree): the keyframe before
+            self._seek_to(self._kf_seek[i])
+        if self.pending is not None and self.pending[0] > t + _EPS and t > 0:
+            self._seek_to(self.origin)  # broken or coarse index: start from the beginning
 
-    def frame_at(self, t: float) -> tuple[float, Any] | None:
-        if self._should_seek(t):
-            self._seek(t)
+    def _run_to(self, t: float) -> tuple[float, Any] | None:
         while True:
             item = self.pending if self.pending is not None else self._next()
             self.pending = None
@@ -254,9 +351,34 @@ class FrameReader:
             break
         return self.prev if self.prev is not None else self.pending
 
+    def frame_at(self, t: float, *, last: bool = False) -> tuple[float, Any] | None:
+        """The frame on screen at ``t``; ``last`` says no later target follows, so
+        frames after ``t`` may be dropped too."""
+        self.target, self.last_target = t, last
+        if self._should_seek(t):
+            self._seek(t)
+        item = self._run_to(t)
+        shown = item[0] if item is not None else -math.inf
+        if any(shown + _EPS < q <= t + _EPS for q in self.dropped):
+            # A dropped frame was the one on screen: decode again without skipping.
+            self.stats["redone"] += 1
+            self._manage_skip = False
+            self._set_skip(False)
+            try:
+                if self.allow_seek:
+                    self._seek(t)
+                else:
+                    self._seek_to(self.origin)
+                item = self._run_to(t)
+            finally:
+                self._manage_skip = self.skip_nonref
+        self.dropped = [q for q in self.dropped if q > t + _EPS]
+        return item
+
     def keyframes(self, start: float = 0.0) -> Iterator[tuple[float, Any]]:
         """Decode only keyframes (the decoder discards everything else) from ``start``."""
-        self.stream.codec_context.skip_frame = "NONKEY"
+        self._manage_skip = False
+        self.ctx.skip_frame = "NONKEY"
         try:
             if start > 0 and self.allow_seek:
                 self._seek_to(int(math.floor(start / self.tb)) + self.origin)
@@ -266,7 +388,9 @@ class FrameReader:
             while (item := self._next()) is not None:
                 yield item
         finally:
-            self.stream.codec_context.skip_frame = "DEFAULT"
+            self.ctx.skip_frame = "DEFAULT"
+            self.skipping = False
+            self._manage_skip = self.skip_nonref
 
 
 def _frame_rotation(frame) -> int:
@@ -299,6 +423,7 @@ def sample_frames(
     end: float | None = None,
     seed: int = 0,
     transform=None,
+    times: list[float] | None = None,
 ) -> FrameSample:
     """Decode ``source`` and sample frames per ``cfg``.
 
@@ -308,6 +433,8 @@ def sample_frames(
         start, end: seconds; cut a clip out of a longer video.
         seed: seed of ``random`` sampling (mmprep uses one per key).
         transform: applied to each rendered (H, W, 3) uint8 frame (e.g. JPEG encoding).
+        times: explicit target times (seconds from the stream start) instead of
+            ``cfg.sampling``; the frame on screen at each is returned.
 
     ``start``/``end`` (seconds) cut a clip out of a longer video. Each frame is rendered
     (resized, rotated) as soon as it is picked and, when given, passed through
@@ -317,15 +444,17 @@ def sample_frames(
     """
     import av
 
-    with open_media(source, stage="video") as container:
+    hw = None if cfg.hwaccel == "none" else cfg.hwaccel
+    with open_media(source, stage="video", hwaccel=hw) as container:
         if not container.streams.video:
             raise SampleError("video", "no video stream in file")
         stream = container.streams.video[0]
         ctx = stream.codec_context
-        ctx.thread_count = cfg.threads
-        if cfg.threads != 1:
-            ctx.thread_type = "AUTO"
         info = probe(container, stream)
+        threads = decoder_threads(info) if cfg.threads is None else cfg.threads
+        ctx.thread_count = threads
+        if threads != 1:
+            ctx.thread_type = "AUTO"
         duration = info.duration
         if duration is None:
             duration = _stream_duration_by_scan(container, stream)
@@ -338,12 +467,14 @@ def sample_frames(
                 "video",
                 f"empty clip window [{lo:.3f}, {hi:.3f}] s (video lasts {duration:.3f} s)",
             )
-        reader = FrameReader(container, stream, seek=cfg.seek)
-        render_one = _Renderer(cfg, info, transform)
+        reader = FrameReader(container, stream, seek=cfg.seek, skip_nonref=cfg.skip_nonref)
+        render_one = _Renderer(cfg, info, transform, threads=1 if cfg.threads is None else threads)
         items: list[Any] = []
-        times: list[float] = []
+        stamps: list[float] = []
         try:
-            if cfg.sampling == "keyframes":
+            if times is not None:
+                targets = sorted(float(t) for t in times)
+            if times is None and cfg.sampling == "keyframes":
                 wanted = _thin(keyframe_times(container, stream, lo, hi), cfg.max_frames)
                 _check_count(len(wanted), cfg)
                 remaining = set(wanted)
@@ -353,26 +484,40 @@ def sample_frames(
                     if ts in remaining:
                         remaining.discard(ts)
                         items.append(render_one(frame))
-                        times.append(round(ts, 6))
+                        stamps.append(round(ts, 6))
             else:
-                targets = target_times(cfg, lo, hi, seed=seed)
+                if times is None:
+                    targets = target_times(cfg, lo, hi, seed=seed)
                 _check_count(len(targets), cfg)
-                for t in targets:
-                    item = reader.frame_at(t)
+                for i, t in enumerate(targets):
+                    item = reader.frame_at(t, last=i == len(targets) - 1)
                     if item is not None:
                         items.append(render_one(item[1]))
-                        times.append(round(item[0], 6))
+                        stamps.append(round(item[0], 6))
         except av.error.FFmpegError as exc:
             raise SampleError("video", f"decoding failed: {exc}") from exc
         if not items:
             raise SampleError("video", "no decodable frame in the clip window")
         info.duration = duration
+        reader.stats["hwaccel"] = int(bool(hw) and bool(getattr(ctx, "is_hwaccel", False)))
         return FrameSample(
-            frames=items, timestamps=times, info=info, window=(lo, hi), stats=reader.stats
+            frames=items, timestamps=stamps, info=info, window=(lo, hi), stats=reader.stats
         )
 
 
 MAX_FRAMES_PER_CLIP = 10_000
+
+# Frame threads pay off from about 480p up; below it (360p, VP9 especially) the thread
+# start-up and hand-over cost more than they save on a few frames per clip.
+AUTO_THREADS_MIN_PIXELS = 400_000
+
+
+def decoder_threads(info: VideoInfo) -> int:
+    """The decoder thread count ``VideoConfig.threads=None`` picks: FFmpeg's automatic
+    count (which follows the process's CPU affinity, so a worker pinned to one core
+    still gets one thread) from about 480p up, one thread below."""
+    return 0 if info.width * info.height >= AUTO_THREADS_MIN_PIXELS else 1
+
 
 
 def _check_count(n: int, cfg: VideoConfig) -> None:
@@ -406,8 +551,9 @@ def keyframe_times(container, stream, lo: float, hi: float) -> list[float]:
 class _Renderer:
     """Renders each picked frame at once (so only output-sized arrays are kept)."""
 
-    def __init__(self, cfg: VideoConfig, info: VideoInfo, transform=None):
+    def __init__(self, cfg: VideoConfig, info: VideoInfo, transform=None, threads: int = 1):
         self.cfg = cfg
+        self.threads = threads
         self.info = info
         self.transform = transform
         self.geom = None
@@ -423,7 +569,7 @@ class _Renderer:
                              rotation=normalize_rotation(info.rotation), sar=info.sar)
         if self.geom is None:
             self.geom = geom
-        arr = render(frame, geom, cfg.interpolation, threads=cfg.threads)
+        arr = render(frame, geom, cfg.interpolation, threads=self.threads)
         if size != self.first_size and arr.shape[:2] != self.geom.out_size:
             # Resolution change mid-stream: all outputs of a clip share one size.
             arr = _fit(arr, self.geom.out_size)

@@ -1,0 +1,163 @@
+"""The frame samplers ``mmprep bench decode --suite`` times side by side.
+
+Each method takes a file, the target times (seconds) and an output size (``None``:
+native size; else (width, height)) and returns the frame on screen at each time as an
+(H, W, 3) uint8 RGB array, plus how many frames it decoded when it can tell. The peers
+(torchcodec, decord, OpenCV) are optional (``pip install 'mmprep[bench]'``); a peer
+that does not import or cannot open the file is skipped with a note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmprep.media.video import VideoConfig, sample_frames
+
+Frames = tuple[list[np.ndarray], int | None]
+Size = tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: Callable[[Path, list[float], Size, int], Frames]
+    needs: str | None = None  # module the method imports, "cuda" (None: mmprep's own)
+
+
+def _mmprep(skip: bool, hwaccel: str = "none"):
+    def run(path, times, size, threads) -> Frames:
+        cfg = VideoConfig(num_frames=len(times), size=None if size is None else min(size),
+                          resize="none" if size is None else "shorter-side",
+                          interpolation="bilinear", threads=threads, skip_nonref=skip,
+                          hwaccel=hwaccel)
+        fs = sample_frames(path, cfg, times=times)
+        if hwaccel != "none" and not fs.stats.get("hwaccel"):
+            raise RuntimeError(f"no {hwaccel} hardware decoder here (it decoded on the CPU)")
+        return fs.frames, fs.stats["decoded"]
+
+    return run
+
+
+def _reformat(frame, size: Size) -> np.ndarray:
+    if size is None:
+        return frame.to_ndarray(format="rgb24")
+    return frame.reformat(width=size[0], height=size[1], format="rgb24",
+                          interpolation="BILINEAR", threads=1).to_ndarray()
+
+
+def pyav_decode_all(path, times, size, threads) -> Frames:
+    """PyAV decoding every frame, converting only the frames on screen at ``times``."""
+    import av
+
+    picked: list = [None] * len(times)
+    count = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = threads
+        if threads != 1:
+            stream.codec_context.thread_type = "AUTO"
+        origin, tb = stream.start_time or 0, float(stream.time_base)
+        for frame in container.decode(stream):
+            count += 1
+            t = (frame.pts - origin) * tb
+            for i, target in enumerate(times):
+                if t <= target + 1e-6 or picked[i] is None:
+                    picked[i] = frame
+    return [_reformat(f, size) for f in picked], count
+
+
+def _torchcodec(mode: str):
+    def run(path, times, size, threads) -> Frames:
+        from torchcodec.decoders import VideoDecoder
+        from torchcodec.transforms import Resize
+
+        transforms = None if size is None else [Resize(size=(size[1], size[0]))]
+        dec = VideoDecoder(str(path), dimension_order="NHWC", num_ffmpeg_threads=threads,
+                           seek_mode=mode, transforms=transforms)
+        end = dec.metadata.end_stream_seconds or max(times) + 1
+        clamped = [min(t, end - 1e-6) for t in times]
+        data = dec.get_frames_played_at(seconds=clamped).data.numpy()
+        return list(data), None
+
+    return run
+
+
+def decord_frames(path, times, size, threads) -> Frames:
+    import decord
+
+    kw = {} if size is None else {"width": size[0], "height": size[1]}
+    vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads, **kw)
+    fps = vr.get_avg_fps()
+    idx = [min(len(vr) - 1, int(t * fps + 1e-6)) for t in times]
+    return list(vr.get_batch(idx).asnumpy()), None
+
+
+def opencv_frames(path, times, size, threads) -> Frames:
+    """OpenCV the way GRAM's data code reads frames: set the frame position, read one."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        cap.set(cv2.CAP_PROP_N_THREADS, threads)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        out = []
+        for t in times:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, min(total - 1, int(t * fps + 1e-6)))
+            ok, bgr = cap.read()
+            if not ok:
+                raise RuntimeError(f"OpenCV could not read the frame at {t:.3f} s")
+            if size is not None:
+                bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+            out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return out, None
+    finally:
+        cap.release()
+
+
+METHODS = [
+    Method("mmprep", _mmprep(True)),
+    Method("mmprep, no skipping", _mmprep(False)),
+    Method("mmprep NVDEC", _mmprep(True, "cuda"), "cuda"),
+    Method("PyAV decode-all", pyav_decode_all),
+    Method("torchcodec exact", _torchcodec("exact"), "torchcodec"),
+    Method("torchcodec approx", _torchcodec("approximate"), "torchcodec"),
+    Method("decord", decord_frames, "decord"),
+    Method("OpenCV", opencv_frames, "cv2"),
+]
+
+
+def unavailable(method: Method) -> str | None:
+    """Why ``method`` cannot run here (its module does not import), else None."""
+    if method.needs is None:
+        return None
+    if method.needs == "cuda":
+        import torch
+
+        return None if torch.cuda.is_available() else "no CUDA device (NVDEC not measured)"
+    import importlib
+
+    try:
+        importlib.import_module(method.needs)
+        if method.needs == "torchcodec":
+            importlib.import_module("torchcodec.decoders")
+    except Exception as exc:  # noqa: BLE001 - any import failure skips the peer
+        return f"{method.needs} does not load: {str(exc).splitlines()[0][:120]}"
+    return None
+
+
+def audio_mmprep(path, rate: int) -> np.ndarray:
+    from mmprep.media.audio import decode_audio
+
+    return decode_audio(path, rate).samples
+
+
+def audio_torchcodec(path, rate: int) -> np.ndarray:
+    from torchcodec.decoders import AudioDecoder
+
+    dec = AudioDecoder(str(path), sample_rate=rate, num_channels=1)
+    return dec.get_all_samples().data.numpy()[0]
