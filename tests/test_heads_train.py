@@ -99,9 +99,10 @@ def test_epoch_batches_visit_each_clip_once(feats, loading):
         clips = np.flatnonzero(src.split == "train")
         rng = np.random.default_rng(0)
         seen = []
-        for batch in src.epoch_batches(clips, 64, rng, block=50, buffer_blocks=2):
+        for batch, has in src.epoch_batches(clips, 64, rng, block=50, buffer_blocks=2):
             assert {m: v.shape[0] for m, v in batch.items()} == \
                 {"video": 64, "audio": 64, "text": 64}
+            assert all(h.shape == (64,) and h.all() for h in has.values())
             seen.append(batch["video"])
         seen = np.concatenate(seen)
         assert len(seen) == len(clips) // 64 * 64
@@ -141,8 +142,16 @@ def test_gram_training_beats_chance_and_writes_the_run(gram_run):
     assert config["modalities"] == ["text", "video", "audio"]
     assert config["config"]["loss"]["name"] == "gram"
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
-    log = (out / "train.log").read_text().splitlines()
-    assert log[0].startswith("# mmprep") and "eval on 150 clips" in log[-1]
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    assert log[0]["event"] == "start" and log[0]["train_clips"] == 600
+    assert {r["event"] for r in log[1:-1]} == {"train"} and "loss" in log[1]
+    assert log[-1]["event"] == "eval" and log[-1]["clips"] == 150
+    for m in ev["pairs"].values():  # every table carries its counts and intervals
+        assert m["clips"] == 150
+        for k in (1, 5, 10):
+            lo, hi = m[f"R@{k}_ci"]
+            assert lo <= m[f"R@{k}"] <= hi and hi - lo > 0
+    assert ev["coverage"] == {"text": 1.0, "video": 1.0, "audio": 1.0}
 
 
 @pytest.mark.parametrize("loss,pure", [("pmrl", False), ("pmrl", True), ("gram", True),
@@ -198,14 +207,74 @@ def test_streamed_bf16_holdout_run(feats, tmp_path):
     assert m["train_clips"] + m["eval"]["clips"] == 800
 
 
-def test_clips_missing_a_modality_are_left_out(tmp_path):
-    path = write_sample_features(tmp_path / "f.h5", small_gen(missing_audio=0.3))
-    m = train_heads(path, tmp_path / "run", small_cfg("gram", epochs=1), progress=False)
-    assert m["train_clips"] < 600 * 0.85
-    m2 = train_heads(path, tmp_path / "run2", small_cfg("infonce", epochs=1,
-                                                        data__modalities=["text", "video"]),
+@pytest.fixture(scope="module")
+def missing_feats(tmp_path_factory):
+    return write_sample_features(tmp_path_factory.mktemp("miss") / "f.h5",
+                                 small_gen(missing_audio=0.3))
+
+
+@pytest.mark.parametrize("loss", ["gram", "pmrl", "infonce"])
+def test_clips_missing_audio_train_and_evaluate_with_masks(missing_feats, tmp_path, loss):
+    with FeatureSource(missing_feats) as src:
+        has_audio = src.has("audio")
+        train, test = src.split == "train", src.split == "test"
+        n_audio_train, n_audio_test = int((has_audio & train).sum()), int((has_audio & test).sum())
+    assert 600 * 0.6 < n_audio_train < 600 * 0.8
+    m = train_heads(missing_feats, tmp_path / "run", small_cfg(loss, epochs=2), progress=False)
+    # every training clip is used, with the modalities it has
+    assert m["train_clips"] == 600 and m["clips_per_epoch"] == 600 // 64 * 64
+    assert m["steps"] == 2 * (600 // 64)
+    assert m["train_modality_clips"] == {"text": 600, "video": 600, "audio": n_audio_train}
+    ev = m["eval"]
+    assert ev["clips"] == 150 and ev["rows"]["audio"] == n_audio_test
+    assert ev["coverage"]["audio"] == pytest.approx(n_audio_test / 150, abs=1e-4)
+    # each pair over the clips with both, the tuples over the clips with all
+    assert ev["pairs"]["text->video"]["clips"] == 150
+    assert ev["pairs"]["video->text"]["queries"] == 150
+    for key in ("video->audio", "audio->video", "text->audio", "audio->text"):
+        assert ev["pairs"][key]["clips"] == n_audio_test
+    assert ev["pairs"]["video->audio"]["queries"] == n_audio_test
+    assert ev["tuples"]["text->(video,audio)"]["clips"] == n_audio_test
+    assert ev["pairs"]["text->video"]["R@1"] > 5 / 150
+    log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in log if r["event"] == "train")
+    # --complete-only: today's behaviour, every table over the complete clips
+    old = evaluate_run(tmp_path / "run", missing_feats, complete_only=True)
+    assert old["clips"] == n_audio_test and old["pairs"]["text->video"]["clips"] == n_audio_test
+
+
+def test_complete_only_training_leaves_out_incomplete_clips(missing_feats, tmp_path):
+    m = train_heads(missing_feats, tmp_path / "run",
+                    small_cfg("gram", epochs=1, data__complete_only=True), progress=False)
+    assert m["train_clips"] < 600 * 0.85 and m["eval"]["complete_only"]
+    m2 = train_heads(missing_feats, tmp_path / "run2",
+                     small_cfg("infonce", epochs=1, data__modalities=["text", "video"]),
                      progress=False)
     assert m2["train_clips"] == 600 and list(m2["eval"]["rows"]) == ["text", "video"]
+
+
+def test_clips_without_captions_and_masked_captions(tmp_path):
+    """Item-level masks keep working: masked captions are never drawn nor scored, and a
+    clip whose captions are all masked trains on video and audio."""
+    from mmprep.features import write_features
+
+    fs = read_features(write_sample_features(tmp_path / "f.h5", small_gen()))
+    text = fs.modalities["text"]
+    mask = np.ones(len(text.owner), bool)
+    mask[::3] = False
+    mask[text.owner == 0] = False  # clip 0: no usable caption
+    text.mask = mask
+    path = write_features(tmp_path / "masked.h5", fs)
+    with FeatureSource(path) as src:
+        assert not src.has("text")[0] and src.has("text")[1:].all() == src.has("text")[1:].all()
+        rows, _ = src.items_of("text", np.arange(800))
+        assert mask[rows].all() and len(rows) == mask[text.owner < 800].sum()
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            drawn = src.sample_items("text", np.arange(1, 800), rng)
+            assert mask[drawn[src.has("text")[1:]]].all()
+    m = train_heads(path, tmp_path / "run", small_cfg("pmrl", epochs=1), progress=False)
+    assert m["train_clips"] == 600
 
 
 # ----------------------------------------------------------------- bad inputs
