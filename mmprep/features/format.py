@@ -113,8 +113,8 @@ def check_keys(keys, where: str = "") -> None:
     if (counts > 1).any():
         dup = np.flatnonzero(counts[inverse] > 1)
         first = uniq[counts > 1][:3]
-        raise MmprepError(f"{where}/keys: duplicate keys {', '.join(map(repr, first))} at "
-                          f"{describe_rows(dup)}")
+        names = ", ".join(repr(str(k)) for k in first)
+        raise MmprepError(f"{where}/keys: duplicate keys {names} at {describe_rows(dup)}")
 
 
 def check_owner(name: str, owner: np.ndarray, n: int, where: str = "") -> None:

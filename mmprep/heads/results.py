@@ -48,3 +48,17 @@ class TrainResult(Result):
     recipe: str = "none"  # the paper settings applied (--recipe)
     train_modality_clips: dict[str, int] = field(default_factory=dict)  # clips having each
     clips_per_epoch: int = 0  # clips in the training batches of one epoch
+
+
+@dataclass
+class CompareResult(Result):
+    """Paired-bootstrap differences between two groups of runs (``mmprep compare``)."""
+
+    runs_a: list[str]
+    runs_b: list[str]
+    features: str
+    clips: int  # evaluation clips
+    n_boot: int  # bootstrap resamples
+    # "video->audio": {"R@1": {"a", "b", "diff", "ci": [lo, hi], "significant"}, ...,
+    # "queries", "clips"}
+    tables: dict[str, dict[str, Any]]
