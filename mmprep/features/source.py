@@ -177,18 +177,23 @@ class FeatureSource:
         return as_str_list(self._file[name]) if name in self._file else None
 
     def take(self, m: str, rows: np.ndarray) -> np.ndarray:
-        """Rows of modality ``m`` as float32, in the order given."""
+        """Rows of modality ``m`` as float32, in the order given; rows masked out
+        (placeholders, which may hold anything) come back as zeros."""
         data = self._data[m]
         rows = np.asarray(rows, dtype=np.int64)
         if self.in_memory:
-            return data[rows]
-        if rows.size == 0:
+            out = data[rows]
+        elif rows.size == 0:
             return np.zeros((0, self.dims[m]), np.float32)
-        uniq, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing
-        out = data[uniq].astype(np.float32, copy=False)
-        keep = self.mask[m][uniq] if m in self.mask else np.ones(len(uniq), bool)
-        check_finite(m, out[keep], f"{self.path.name}:", rows=uniq[keep])
-        return out[inverse]
+        else:
+            uniq, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing
+            out = data[uniq].astype(np.float32, copy=False)
+            keep = self.mask[m][uniq] if m in self.mask else np.ones(len(uniq), bool)
+            check_finite(m, out[keep], f"{self.path.name}:", rows=uniq[keep])
+            out = out[inverse]
+        if m in self.mask:
+            out[~self.mask[m][rows]] = 0.0
+        return out
 
     def take_clips(self, clips: np.ndarray, rng: np.random.Generator | None = None,
                    modalities: list[str] | None = None) -> dict[str, np.ndarray]:
