@@ -383,3 +383,113 @@ def test_training_and_evaluation_on_cuda(feats, tmp_path):
     on_cpu = evaluate_run(tmp_path / "gpu", feats, device="cpu")
     for key, m in on_gpu["pairs"].items():
         assert abs(m["R@1"] - on_cpu["pairs"][key]["R@1"]) <= 2 * chance
+
+
+# ----------------------------------------------------------------- recipes
+def recipe_cfg(name: str, **kw) -> TrainHeadConfig:
+    from mmprep.config import from_dict, to_dict
+    from mmprep.heads.config import RECIPES
+
+    cfg = small_cfg(epochs=2, **kw)
+    data = to_dict(cfg)
+    for key, value in {**RECIPES[name], "recipe": name}.items():
+        *path, last = key.split(".")
+        node = data
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return from_dict(TrainHeadConfig, data)
+
+
+def test_gram_paper_recipe_settings(feats, tmp_path):
+    from click.testing import CliRunner
+
+    from mmprep.cli import cli
+    from mmprep.heads.config import LossConfig
+    from mmprep.heads.losses import gram_loss
+    from mmprep.heads.model import load
+    from mmprep.heads.train import loss_terms
+
+    r = CliRunner().invoke(cli, ["train-head", str(feats), "-o", str(tmp_path / "x"),
+                                 "--recipe", "gram-paper", "--lr", "0.01", "--print-config"])
+    assert r.exit_code == 0, r.output
+    for line in ("recipe: gram-paper", "label_smoothing: 0.1", "temperature_form: raw",
+                 "stop_gradient: true", "pure: true", "anchor: text", "lr: 0.01"):
+        assert line in r.output, line
+    # the loss: text-anchored volume loss only, smoothed, stop-gradient
+    cfg = recipe_cfg("gram-paper")
+    g = torch.Generator().manual_seed(0)
+    mods = ["text", "video", "audio"]
+    emb = {m: torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1)
+           for m in mods}
+    temps = {"main": torch.tensor(0.07)}
+    got = loss_terms(emb, mods, cfg.loss, temps, 0.0)
+    assert set(got) == {"gram", "loss"}
+    torch.testing.assert_close(got["loss"], gram_loss(
+        emb["text"], emb["video"], emb["audio"], temperature=0.07, label_smoothing=0.1,
+        stop_gradient=True))
+    assert not LossConfig().stop_gradient and LossConfig().label_smoothing == 0.0
+    # the temperature: tau itself is the parameter, weight-decayed and never clamped
+    cfg.optim.weight_decay = 50.0  # large: the decay alone drives tau towards 0
+    cfg.optim.lr = 0.05
+    m = train_heads(feats, tmp_path / "run", cfg, progress=False)
+    heads = load(tmp_path / "run")
+    assert heads.temperature_form == "raw" and heads.meta["modalities"][0] == "text"
+    tau = float(heads.temperature("main").detach())
+    assert tau == pytest.approx(m["final_temperatures"]["main"])
+    assert tau < cfg.loss.temperature_min  # below the log form's clamp: unclamped, decayed
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "run" / "heads.safetensors"), framework="pt") as f:
+        keys = set(f.keys())
+    assert "raw_temperature.main" in keys and not any(k.startswith("log_") for k in keys)
+    assert {"heads.text.net.0.weight", "heads.video.mean", "heads.audio.std"} <= keys
+
+
+def test_pmrl_paper_recipe_settings(feats, tmp_path):
+    cfg = recipe_cfg("pmrl-paper")
+    assert (cfg.loss.name, cfg.loss.pure, cfg.loss.tau_sv) == ("pmrl", True, 0.05)
+    m = train_heads(feats, tmp_path / "run", cfg, progress=False)
+    assert m["final_temperatures"] == {"main": pytest.approx(0.1)}  # tau_reg fixed
+    assert m["recipe"] == "pmrl-paper"
+    assert all(np.isfinite(h["loss"]) for h in m["history"] if "loss" in h)
+
+
+def test_load_maps_a_dict_of_inputs_to_unit_embeddings(gram_run, feats):
+    import mmprep.heads
+
+    heads = mmprep.heads.load(gram_run[0])
+    fs = read_features(feats)
+    x = {m: torch.from_numpy(fs.modalities[m].data[:5]) for m in ("video", "text")}
+    out = heads(x)
+    assert set(out) == {"video", "text"} and out["video"].shape == (5, 64)
+    torch.testing.assert_close(out["video"].norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(heads.embed("video", x["video"]), out["video"])
+
+
+# ----------------------------------------------------------------- compare
+def test_compare_runs_paired(gram_run, feats, tmp_path):
+    from click.testing import CliRunner
+
+    from mmprep.cli import cli
+    from mmprep.heads.compare import compare_runs
+
+    same = compare_runs([gram_run[0]], [gram_run[0]], feats, n_boot=200)
+    d = same.tables["video->audio"]["R@1"]
+    assert d["diff"] == 0 and d["ci"] == [0.0, 0.0] and not d["significant"]
+    other = tmp_path / "infonce"
+    train_heads(feats, other, small_cfg("infonce", epochs=1), progress=False)
+    res = compare_runs([gram_run[0]], [other], feats, n_boot=300)
+    assert res.clips == 150 and res.tables["text->video"]["clips"] == 150
+    for row in res.tables.values():
+        for k in ("R@1", "R@5", "R@10"):
+            lo, hi = row[k]["ci"]
+            assert lo <= row[k]["diff"] <= hi
+            assert row[k]["significant"] == (lo > 0 or hi < 0)
+    r = CliRunner().invoke(cli, ["compare", str(gram_run[0]), f"{gram_run[0]},{other}",
+                                 str(feats), "--n-boot", "200"])
+    assert r.exit_code == 0, r.output
+    assert "video->audio" in r.output and "significant" in r.output
+    r = CliRunner().invoke(cli, ["compare", str(gram_run[0]), str(tmp_path / "nope"),
+                                 str(feats)])
+    assert r.exit_code == 1 and "not a train-head run" in r.output

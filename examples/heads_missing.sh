@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Reproduce the README figures on missing modalities, the papers' recipes and paired
+# intervals (alignment heads section).
+#   ./examples/heads_missing.sh [OUT_DIR]        default OUT_DIR: demo/heads-missing
+# Set SEEDS="0" for a quicker single-seed run. About 30-60 minutes on 2 CPU cores.
+set -euo pipefail
+OUT=${1:-demo/heads-missing}
+SEEDS=${SEEDS:-"0 1 2"}
+MMPREP=${MMPREP:-.venv/bin/mmprep}
+PYTHON=${PYTHON:-"${MMPREP%mmprep}python"}
+mkdir -p "$OUT"
+
+gen() {  # name, then sample-features options
+  local name=$1; shift
+  [ -f "$OUT/$name.h5" ] || $MMPREP sample-features "$OUT/$name.h5" "$@" > /dev/null
+}
+# the default generator, and a second setting with other noise levels and seed
+SECOND=(--seed 1 --set "obs_noise={video: 0.2, audio: 0.8, text: 0.5}"
+        --set "noise={video: 0.8, audio: 1.5, text: 0.8}")
+gen complete
+gen missing15 --missing-audio 0.15            # same clips, 15% of them without audio
+gen second "${SECOND[@]}"
+gen second-missing15 "${SECOND[@]}" --missing-audio 0.15
+
+train() {  # features name, run name, then train-head options
+  local feats=$1 name=$2; shift 2
+  [ -f "$OUT/runs-$feats/$name/metrics.json" ] || \
+    $MMPREP train-head "$OUT/$feats.h5" -o "$OUT/runs-$feats/$name" --overwrite -q "$@" \
+      > /dev/null
+}
+for seed in $SEEDS; do
+  for loss in gram pmrl infonce; do
+    train complete "$loss-s$seed" --loss "$loss" --seed "$seed"
+    train missing15 "$loss-s$seed" --loss "$loss" --seed "$seed"
+  done
+  if [ "$seed" = 0 ]; then
+    train missing15 gram-complete-only-s0 --loss gram --complete-only
+    train complete gram-paper-s0 --recipe gram-paper
+    train complete pmrl-paper-s0 --recipe pmrl-paper
+    train missing15 gram-paper-s0 --recipe gram-paper
+    train missing15 pmrl-paper-s0 --recipe pmrl-paper
+    for loss in gram infonce; do
+      train second "$loss-s0" --loss "$loss"
+      train second-missing15 "$loss-s0" --loss "$loss"
+    done
+  fi
+done
+"$PYTHON" "$(dirname "$0")/heads_missing_table.py" "$OUT"
