@@ -28,21 +28,17 @@ train() {  # features name, run name, then train-head options
     $MMPREP train-head "$OUT/$feats.h5" -o "$OUT/runs-$feats/$name" --overwrite -q "$@" \
       > /dev/null
 }
-for seed in $SEEDS; do
+for seed in $SEEDS; do  # the defaults, every seed first
   for loss in gram pmrl infonce; do
     train complete "$loss-s$seed" --loss "$loss" --seed "$seed"
     train missing15 "$loss-s$seed" --loss "$loss" --seed "$seed"
   done
-  if [ "$seed" = 0 ]; then
-    train missing15 gram-complete-only-s0 --loss gram --complete-only
-    train complete gram-paper-s0 --recipe gram-paper
-    train complete pmrl-paper-s0 --recipe pmrl-paper
-    train missing15 gram-paper-s0 --recipe gram-paper
-    train missing15 pmrl-paper-s0 --recipe pmrl-paper
-    for loss in gram infonce; do
-      train second "$loss-s0" --loss "$loss"
-      train second-missing15 "$loss-s0" --loss "$loss"
-    done
-  fi
 done
+for loss in gram infonce; do  # the second generator setting
+  train second "$loss-s0" --loss "$loss"
+  train second-missing15 "$loss-s0" --loss "$loss"
+done
+train complete gram-paper-s0 --recipe gram-paper
+train complete pmrl-paper-s0 --recipe pmrl-paper
+train missing15 gram-complete-only-s0 --loss gram --complete-only
 "$PYTHON" "$(dirname "$0")/heads_missing_table.py" "$OUT"

@@ -231,9 +231,8 @@ def test_pmrl_k2_sign_is_tied_to_the_first_modality_under_negation():
         for other in (z2, -z2):
             _, u = singular_spectrum(z1, other)
             assert ((u * z1).sum(-1) > 0).all()
-            # the same u however the inputs were computed: negating z2 twice is exact
-            _, again = singular_spectrum(z1, -(-other))
-            torch.testing.assert_close(again, u, atol=0, rtol=0)
+            # never the sum rule's tie: u . z1 is far from 0 for every pair
+            assert ((u * z1).sum(-1) > 0.5).all()
         # the closed form for k = 2: u = (z1 + sign(z1 . b) b) / |...|, for b = z2 and -z2
         tol = 1e-5 if dtype == torch.float32 else 1e-12
         for b in (z2, -z2):
