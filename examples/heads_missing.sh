@@ -2,7 +2,8 @@
 # Reproduce the README figures on missing modalities, the papers' recipes and paired
 # intervals (alignment heads section).
 #   ./examples/heads_missing.sh [OUT_DIR]        default OUT_DIR: demo/heads-missing
-# Set SEEDS="0" for a quicker single-seed run. About 30-60 minutes on 2 CPU cores.
+# Set SEEDS="0" for a quicker single-seed run. About an hour on 2 busy CPU cores
+# (one torch thread per run, THREADS=1: on a shared machine more threads were slower).
 set -euo pipefail
 OUT=${1:-demo/heads-missing}
 SEEDS=${SEEDS:-"0 1 2"}
@@ -25,8 +26,8 @@ gen second-missing15 "${SECOND[@]}" --missing-audio 0.15
 train() {  # features name, run name, then train-head options
   local feats=$1 name=$2; shift 2
   [ -f "$OUT/runs-$feats/$name/metrics.json" ] || \
-    $MMPREP train-head "$OUT/$feats.h5" -o "$OUT/runs-$feats/$name" --overwrite -q "$@" \
-      > /dev/null
+    $MMPREP train-head "$OUT/$feats.h5" -o "$OUT/runs-$feats/$name" --overwrite -q \
+      --threads "${THREADS:-1}" "$@" > /dev/null
 }
 for seed in $SEEDS; do  # the defaults, every seed first
   for loss in gram pmrl infonce; do
