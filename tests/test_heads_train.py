@@ -99,9 +99,10 @@ def test_epoch_batches_visit_each_clip_once(feats, loading):
         clips = np.flatnonzero(src.split == "train")
         rng = np.random.default_rng(0)
         seen = []
-        for batch in src.epoch_batches(clips, 64, rng, block=50, buffer_blocks=2):
+        for batch, has in src.epoch_batches(clips, 64, rng, block=50, buffer_blocks=2):
             assert {m: v.shape[0] for m, v in batch.items()} == \
                 {"video": 64, "audio": 64, "text": 64}
+            assert all(h.shape == (64,) and h.all() for h in has.values())
             seen.append(batch["video"])
         seen = np.concatenate(seen)
         assert len(seen) == len(clips) // 64 * 64
@@ -141,8 +142,16 @@ def test_gram_training_beats_chance_and_writes_the_run(gram_run):
     assert config["modalities"] == ["text", "video", "audio"]
     assert config["config"]["loss"]["name"] == "gram"
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
-    log = (out / "train.log").read_text().splitlines()
-    assert log[0].startswith("# mmprep") and "eval on 150 clips" in log[-1]
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    assert log[0]["event"] == "start" and log[0]["train_clips"] == 600
+    assert {r["event"] for r in log[1:-1]} == {"train"} and "loss" in log[1]
+    assert log[-1]["event"] == "eval" and log[-1]["clips"] == 150
+    for m in ev["pairs"].values():  # every table carries its counts and intervals
+        assert m["clips"] == 150
+        for k in (1, 5, 10):
+            lo, hi = m[f"R@{k}_ci"]
+            assert lo <= m[f"R@{k}"] <= hi and hi - lo > 0
+    assert ev["coverage"] == {"text": 1.0, "video": 1.0, "audio": 1.0}
 
 
 @pytest.mark.parametrize("loss,pure", [("pmrl", False), ("pmrl", True), ("gram", True),
@@ -198,14 +207,74 @@ def test_streamed_bf16_holdout_run(feats, tmp_path):
     assert m["train_clips"] + m["eval"]["clips"] == 800
 
 
-def test_clips_missing_a_modality_are_left_out(tmp_path):
-    path = write_sample_features(tmp_path / "f.h5", small_gen(missing_audio=0.3))
-    m = train_heads(path, tmp_path / "run", small_cfg("gram", epochs=1), progress=False)
-    assert m["train_clips"] < 600 * 0.85
-    m2 = train_heads(path, tmp_path / "run2", small_cfg("infonce", epochs=1,
-                                                        data__modalities=["text", "video"]),
+@pytest.fixture(scope="module")
+def missing_feats(tmp_path_factory):
+    return write_sample_features(tmp_path_factory.mktemp("miss") / "f.h5",
+                                 small_gen(missing_audio=0.3))
+
+
+@pytest.mark.parametrize("loss", ["gram", "pmrl", "infonce"])
+def test_clips_missing_audio_train_and_evaluate_with_masks(missing_feats, tmp_path, loss):
+    with FeatureSource(missing_feats) as src:
+        has_audio = src.has("audio")
+        train, test = src.split == "train", src.split == "test"
+        n_audio_train, n_audio_test = int((has_audio & train).sum()), int((has_audio & test).sum())
+    assert 600 * 0.6 < n_audio_train < 600 * 0.8
+    m = train_heads(missing_feats, tmp_path / "run", small_cfg(loss, epochs=2), progress=False)
+    # every training clip is used, with the modalities it has
+    assert m["train_clips"] == 600 and m["clips_per_epoch"] == 600 // 64 * 64
+    assert m["steps"] == 2 * (600 // 64)
+    assert m["train_modality_clips"] == {"text": 600, "video": 600, "audio": n_audio_train}
+    ev = m["eval"]
+    assert ev["clips"] == 150 and ev["rows"]["audio"] == n_audio_test
+    assert ev["coverage"]["audio"] == pytest.approx(n_audio_test / 150, abs=1e-4)
+    # each pair over the clips with both, the tuples over the clips with all
+    assert ev["pairs"]["text->video"]["clips"] == 150
+    assert ev["pairs"]["video->text"]["queries"] == 150
+    for key in ("video->audio", "audio->video", "text->audio", "audio->text"):
+        assert ev["pairs"][key]["clips"] == n_audio_test
+    assert ev["pairs"]["video->audio"]["queries"] == n_audio_test
+    assert ev["tuples"]["text->(video,audio)"]["clips"] == n_audio_test
+    assert ev["pairs"]["text->video"]["R@1"] > 5 / 150
+    log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in log if r["event"] == "train")
+    # --complete-only: today's behaviour, every table over the complete clips
+    old = evaluate_run(tmp_path / "run", missing_feats, complete_only=True)
+    assert old["clips"] == n_audio_test and old["pairs"]["text->video"]["clips"] == n_audio_test
+
+
+def test_complete_only_training_leaves_out_incomplete_clips(missing_feats, tmp_path):
+    m = train_heads(missing_feats, tmp_path / "run",
+                    small_cfg("gram", epochs=1, data__complete_only=True), progress=False)
+    assert m["train_clips"] < 600 * 0.85 and m["eval"]["complete_only"]
+    m2 = train_heads(missing_feats, tmp_path / "run2",
+                     small_cfg("infonce", epochs=1, data__modalities=["text", "video"]),
                      progress=False)
     assert m2["train_clips"] == 600 and list(m2["eval"]["rows"]) == ["text", "video"]
+
+
+def test_clips_without_captions_and_masked_captions(tmp_path):
+    """Item-level masks keep working: masked captions are never drawn nor scored, and a
+    clip whose captions are all masked trains on video and audio."""
+    from mmprep.features import write_features
+
+    fs = read_features(write_sample_features(tmp_path / "f.h5", small_gen()))
+    text = fs.modalities["text"]
+    mask = np.ones(len(text.owner), bool)
+    mask[::3] = False
+    mask[text.owner == 0] = False  # clip 0: no usable caption
+    text.mask = mask
+    path = write_features(tmp_path / "masked.h5", fs)
+    with FeatureSource(path) as src:
+        assert not src.has("text")[0] and src.has("text")[1:].all() == src.has("text")[1:].all()
+        rows, _ = src.items_of("text", np.arange(800))
+        assert mask[rows].all() and len(rows) == mask[text.owner < 800].sum()
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            drawn = src.sample_items("text", np.arange(1, 800), rng)
+            assert mask[drawn[src.has("text")[1:]]].all()
+    m = train_heads(path, tmp_path / "run", small_cfg("pmrl", epochs=1), progress=False)
+    assert m["train_clips"] == 600
 
 
 # ----------------------------------------------------------------- bad inputs
@@ -314,3 +383,113 @@ def test_training_and_evaluation_on_cuda(feats, tmp_path):
     on_cpu = evaluate_run(tmp_path / "gpu", feats, device="cpu")
     for key, m in on_gpu["pairs"].items():
         assert abs(m["R@1"] - on_cpu["pairs"][key]["R@1"]) <= 2 * chance
+
+
+# ----------------------------------------------------------------- recipes
+def recipe_cfg(name: str, **kw) -> TrainHeadConfig:
+    from mmprep.config import from_dict, to_dict
+    from mmprep.heads.config import RECIPES
+
+    cfg = small_cfg(epochs=2, **kw)
+    data = to_dict(cfg)
+    for key, value in {**RECIPES[name], "recipe": name}.items():
+        *path, last = key.split(".")
+        node = data
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return from_dict(TrainHeadConfig, data)
+
+
+def test_gram_paper_recipe_settings(feats, tmp_path):
+    from click.testing import CliRunner
+
+    from mmprep.cli import cli
+    from mmprep.heads.config import LossConfig
+    from mmprep.heads.losses import gram_loss
+    from mmprep.heads.model import load
+    from mmprep.heads.train import loss_terms
+
+    r = CliRunner().invoke(cli, ["train-head", str(feats), "-o", str(tmp_path / "x"),
+                                 "--recipe", "gram-paper", "--lr", "0.01", "--print-config"])
+    assert r.exit_code == 0, r.output
+    for line in ("recipe: gram-paper", "label_smoothing: 0.1", "temperature_form: raw",
+                 "stop_gradient: true", "pure: true", "anchor: text", "lr: 0.01"):
+        assert line in r.output, line
+    # the loss: text-anchored volume loss only, smoothed, stop-gradient
+    cfg = recipe_cfg("gram-paper")
+    g = torch.Generator().manual_seed(0)
+    mods = ["text", "video", "audio"]
+    emb = {m: torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1)
+           for m in mods}
+    temps = {"main": torch.tensor(0.07)}
+    got = loss_terms(emb, mods, cfg.loss, temps, 0.0)
+    assert set(got) == {"gram", "loss"}
+    torch.testing.assert_close(got["loss"], gram_loss(
+        emb["text"], emb["video"], emb["audio"], temperature=0.07, label_smoothing=0.1,
+        stop_gradient=True))
+    assert not LossConfig().stop_gradient and LossConfig().label_smoothing == 0.0
+    # the temperature: tau itself is the parameter, weight-decayed and never clamped
+    cfg.optim.weight_decay = 50.0  # large: the decay alone drives tau towards 0
+    cfg.optim.lr = 0.05
+    m = train_heads(feats, tmp_path / "run", cfg, progress=False)
+    heads = load(tmp_path / "run")
+    assert heads.temperature_form == "raw" and heads.meta["modalities"][0] == "text"
+    tau = float(heads.temperature("main").detach())
+    assert tau == pytest.approx(m["final_temperatures"]["main"])
+    assert tau < cfg.loss.temperature_min  # below the log form's clamp: unclamped, decayed
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "run" / "heads.safetensors"), framework="pt") as f:
+        keys = set(f.keys())
+    assert "raw_temperature.main" in keys and not any(k.startswith("log_") for k in keys)
+    assert {"heads.text.net.0.weight", "heads.video.mean", "heads.audio.std"} <= keys
+
+
+def test_pmrl_paper_recipe_settings(feats, tmp_path):
+    cfg = recipe_cfg("pmrl-paper")
+    assert (cfg.loss.name, cfg.loss.pure, cfg.loss.tau_sv) == ("pmrl", True, 0.05)
+    m = train_heads(feats, tmp_path / "run", cfg, progress=False)
+    assert m["final_temperatures"] == {"main": pytest.approx(0.1)}  # tau_reg fixed
+    assert m["recipe"] == "pmrl-paper"
+    assert all(np.isfinite(h["loss"]) for h in m["history"] if "loss" in h)
+
+
+def test_load_maps_a_dict_of_inputs_to_unit_embeddings(gram_run, feats):
+    import mmprep.heads
+
+    heads = mmprep.heads.load(gram_run[0])
+    fs = read_features(feats)
+    x = {m: torch.from_numpy(fs.modalities[m].data[:5]) for m in ("video", "text")}
+    out = heads(x)
+    assert set(out) == {"video", "text"} and out["video"].shape == (5, 64)
+    torch.testing.assert_close(out["video"].norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(heads.embed("video", x["video"]), out["video"])
+
+
+# ----------------------------------------------------------------- compare
+def test_compare_runs_paired(gram_run, feats, tmp_path):
+    from click.testing import CliRunner
+
+    from mmprep.cli import cli
+    from mmprep.heads.compare import compare_runs
+
+    same = compare_runs([gram_run[0]], [gram_run[0]], feats, n_boot=200)
+    d = same.tables["video->audio"]["R@1"]
+    assert d["diff"] == 0 and d["ci"] == [0.0, 0.0] and not d["significant"]
+    other = tmp_path / "infonce"
+    train_heads(feats, other, small_cfg("infonce", epochs=1), progress=False)
+    res = compare_runs([gram_run[0]], [other], feats, n_boot=300)
+    assert res.clips == 150 and res.tables["text->video"]["clips"] == 150
+    for row in res.tables.values():
+        for k in ("R@1", "R@5", "R@10"):
+            lo, hi = row[k]["ci"]
+            assert lo <= row[k]["diff"] <= hi
+            assert row[k]["significant"] == (lo > 0 or hi < 0)
+    r = CliRunner().invoke(cli, ["compare", str(gram_run[0]), f"{gram_run[0]},{other}",
+                                 str(feats), "--n-boot", "200"])
+    assert r.exit_code == 0, r.output
+    assert "video->audio" in r.output and "significant" in r.output
+    r = CliRunner().invoke(cli, ["compare", str(gram_run[0]), str(tmp_path / "nope"),
+                                 str(feats)])
+    assert r.exit_code == 1 and "not a train-head run" in r.output

@@ -36,7 +36,7 @@ def tour(tmp_path_factory):
 
 
 def test_every_python_block_is_covered():
-    assert len(python_blocks()) == 5
+    assert len(python_blocks()) == 6
 
 
 def test_readme_python_examples_run_in_order(tour, monkeypatch):
@@ -45,10 +45,17 @@ def test_readme_python_examples_run_in_order(tour, monkeypatch):
              block_using("from mmprep.loader import"),          # reads demo/shards
              block_using("EmbedOptions(resume=True)"),          # writes demo/features.h5
              block_using("import webdataset as wds"),           # reads both
-             block_using('attrs["preprocessing_hash"]')]
+             block_using('attrs["preprocessing_hash"]'),
+             block_using("a minimal feature cache", "text_owner")]  # writes minimal.h5
     assert sorted(order) == sorted(python_blocks())
     for code in order:
         namespace: dict = {"__name__": "readme"}
         exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
     assert (tour / "demo" / "chain" / "results.json").is_file()
     assert (tour / "demo" / "features.h5").is_file()
+    from mmprep.features.source import FeatureSource
+
+    with FeatureSource(tour / "minimal.h5") as src:  # the minimal schema reads as a cache
+        assert sorted(src.modalities) == ["audio", "text", "video"] and len(src) == 64
+        assert 0 < src.has("audio").sum() < 64 and src.split_counts() == {"test": 16,
+                                                                          "train": 48}

@@ -18,6 +18,12 @@ from mmprep.heads.config import Device, PairScore, TrainHeadConfig
 
 TRAIN_OPTIONS = [
     # objective
+    ConfigOption(("--recipe",), "recipe",
+                 "A paper's own training settings, under any option given here: gram-paper "
+                 "(text-anchored GRAM volume loss, label smoothing 0.1, raw learnable "
+                 "temperature 0.07 with weight decay and no clamp, stop-gradient on the "
+                 "gathered side) or pmrl-paper (tau_sv 0.05, fixed tau_reg 0.1). See the "
+                 "README."),
     ConfigOption(("--loss",), "loss.name",
                  "gram: contrastive GRAM volume (anchor vs tuple of the others); pmrl: "
                  "singular-value loss + leading-vector contrast; infonce: pairwise CLIP "
@@ -25,9 +31,17 @@ TRAIN_OPTIONS = [
     ConfigOption(("--anchor",), "loss.anchor",
                  "Anchor modality of GRAM, of InfoNCE, and of the tuple retrieval.", str),
     ConfigOption(("--pure",), "loss.pure",
-                 "Optimise the paper objective exactly: no pairwise InfoNCE term, GRAM "
-                 "anchored on --anchor only. Fresh heads train poorly with it; see the README.",
+                 "Paper formula, mmprep settings: the papers' loss exactly (no pairwise "
+                 "InfoNCE term, GRAM anchored on --anchor only) with mmprep's optimisation "
+                 "settings (log temperature, clamps, no label smoothing, full gradient). "
+                 "--recipe gives the papers' settings too.",
                  flag_value=True),
+    ConfigOption(("--stop-gradient",), "loss.stop_gradient",
+                 "gram: no gradient through the gathered side of each direction (the GRAM "
+                 "authors' all-gather).", flag_value=True),
+    ConfigOption(("--temperature-form",), "loss.temperature_form",
+                 "log: learn log(tau), clamped, no weight decay; raw: learn tau itself, "
+                 "weight-decayed, unclamped (the GRAM authors')."),
     ConfigOption(("--pair-weight",), "loss.pair_weight",
                  "gram/pmrl: weight of the added pairwise InfoNCE term (0: off).", float),
     ConfigOption(("--pair-set",), "loss.pair_set",
@@ -78,6 +92,9 @@ TRAIN_OPTIONS = [
     ConfigOption(("--loading",), "data.loading",
                  "memory: load the features; stream: read batches from the HDF5 file; auto: "
                  "memory when they fit in half the RAM."),
+    ConfigOption(("--complete-only",), "data.complete_only",
+                 "Train and evaluate only on clips with every modality (default: every "
+                 "clip with two or more, each loss and table masked).", flag_value=True),
     ConfigOption(("--eval-every",), "data.eval_every",
                  "Evaluate on (up to 1000 clips of) the val split every N epochs; 0: only at "
                  "the end.", int),
@@ -114,8 +131,10 @@ def train_head(features, out_dir, modalities, pipeline, overrides, overwrite, pr
     PMRL or pairwise InfoNCE objective, then evaluate any-to-any retrieval on the
     held-out split.
 
-    FEATURES is a feature cache written by `mmprep embed` or `mmprep sample-features`.
-    Clips missing a modality are left out; with several captions per clip, one is
+    FEATURES is a feature cache written by `mmprep embed`, `mmprep sample-features` or
+    `mmprep import-features` (or any HDF5 file with the documented datasets). Every clip
+    with two or more modalities trains, each loss masked to what the clip has
+    (--complete-only: only complete clips); with several captions per clip, one is
     drawn per step.
 
     \b
@@ -124,11 +143,15 @@ def train_head(features, out_dir, modalities, pipeline, overrides, overwrite, pr
       mmprep train-head feats.h5 --loss gram -o runs/gram
       mmprep train-head feats.h5 --loss pmrl --pure -o runs/pmrl-pure
       mmprep train-head feats.h5 --loss infonce --anchor text -o runs/infonce
+      mmprep train-head feats.h5 --recipe gram-paper -o runs/gram-paper
     """
     from mmprep.config import dump_yaml
+    from mmprep.heads.config import RECIPES
     from mmprep.presets import build_config
 
     values = collect_config_values(kwargs)
+    if values.get("recipe"):
+        values = {**RECIPES[values["recipe"]], **values}
     if modalities:
         values["data.modalities"] = [m.strip() for m in modalities.split(",") if m.strip()]
     cfg = build_config(TrainHeadConfig, "train_head", pipeline=pipeline, values=values,
@@ -159,18 +182,24 @@ def train_head(features, out_dir, modalities, pipeline, overrides, overwrite, pr
               help="Score of the pairwise retrieval: cosine, or the two-vector GRAM volume "
                    "sqrt(1 - cos^2), which ignores the sign of the vectors like the GRAM and "
                    "PMRL objectives do.")
+@click.option("--complete-only/--all-clips", default=None,
+              help="Evaluate only clips with every modality, or every clip with two or "
+                   "more (each table over the clips with its modalities) [default: as the "
+                   "run trained].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False),
               help="Also write the JSON results to this file.")
 @handle_errors
-def eval_head(run_dir, features, split, device, pair_score, as_json, out_file):
+def eval_head(run_dir, features, split, device, pair_score, complete_only, as_json, out_file):
     """Any-to-any retrieval of a train-head run on FEATURES: R@1/5/10 and median rank
     for every ordered pair of modalities (cosine) and anchor <-> tuple of the other
     modalities scored by GRAM volume.
 
     Multi-caption convention: text -> clip uses every caption as a query; clip -> text
     is a hit at K when any of the clip's captions ranks within the top K. Ties count
-    against the query.
+    against the query. Each pair is scored over the clips that have both modalities,
+    each tuple over the clips that have all; every R@K comes with a 95% bootstrap
+    interval over the clips.
 
     \b
     Example:
@@ -178,7 +207,8 @@ def eval_head(run_dir, features, split, device, pair_score, as_json, out_file):
     """
     from mmprep.heads.evaluate import evaluate_run
 
-    result = evaluate_run(run_dir, features, split=split, device=device, pair_score=pair_score)
+    result = evaluate_run(run_dir, features, split=split, device=device, pair_score=pair_score,
+                          complete_only=complete_only)
     if out_file:
         with open(out_file, "w", encoding="utf-8") as f:
             f.write(result.to_json() + "\n")
@@ -213,15 +243,76 @@ def project(run_dir, features, out_file, device, overwrite):
 
 
 def format_eval(result, where: str) -> str:
+    coverage = result.get("coverage") or {}
     lines = [f"retrieval on {result['clips']} clips ({where}, pairs scored by "
              f"{result.get('pair_score', 'cosine')}); rows: "
-             + ", ".join(f"{m} {n}" for m, n in result["rows"].items()),
-             f"{'query -> gallery':<28}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MdR':>7}"]
+             + ", ".join(f"{m} {n}" for m, n in result["rows"].items())
+             + ("; coverage: " + ", ".join(f"{m} {c:.1%}" for m, c in coverage.items())
+                if coverage else ""),
+             f"{'query -> gallery':<26}{'clips':>6}{'queries':>8}{'R@1':>7}{'95% CI':>15}"
+             f"{'R@5':>7}{'R@10':>7}{'MdR':>6}"]
     for section in ("pairs", "tuples"):
         if section == "tuples" and result["tuples"]:
             lines.append("GRAM volume tuples:")
         for name, m in result[section].items():
-            lines.append(f"{name:<28}{m['R@1']:>7.3f}{m['R@5']:>7.3f}{m['R@10']:>7.3f}"
-                         f"{m['median_rank']:>7.1f}")
+            ci = m.get("R@1_ci")
+            ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+            lines.append(f"{name:<26}{m.get('clips', ''):>6}{m['queries']:>8}{m['R@1']:>7.3f}"
+                         f"{ci_text:>15}{m['R@5']:>7.3f}{m['R@10']:>7.3f}"
+                         f"{m['median_rank']:>6.1f}")
     lines.append(f"mean pairwise R@1: {result['mean_R@1']:.3f}")
     return "\n".join(lines)
+
+
+@click.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.argument("features", type=click.Path(dir_okay=False))
+@click.option("--split", help="Split to evaluate (default: the runs' eval split or holdout).")
+@click.option("--device", type=click.Choice(get_args(Device)), default="auto",
+              show_default=True)
+@click.option("--pair-score", type=click.Choice(get_args(PairScore)), default="cosine",
+              show_default=True, help="Score of the pairwise retrieval (as eval-head).")
+@click.option("--complete-only/--all-clips", default=None,
+              help="Only clips with every modality, or every clip with two or more "
+                   "[default: as the runs trained].")
+@click.option("--n-boot", type=click.IntRange(100), default=1000, show_default=True,
+              help="Bootstrap resamples.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False),
+              help="Also write the JSON results to this file.")
+@handle_errors
+def compare(run_a, run_b, features, split, device, pair_score, complete_only, n_boot, as_json,
+            out_file):
+    """Paired-bootstrap difference of R@1/5/10 between two train-head runs (A - B) on
+    the same clips of FEATURES, with 95% intervals over the test clips: a difference
+    is significant when its interval excludes 0.
+
+    RUN_A and RUN_B may each be several run folders joined with commas (e.g. three
+    seeds): their per-query hits are averaged before the comparison.
+
+    \b
+    Example:
+      mmprep compare runs/gram runs/infonce feats.h5
+      mmprep compare runs/gram-s0,runs/gram-s1 runs/infonce-s0,runs/infonce-s1 feats.h5
+    """
+    from mmprep.heads.compare import compare_runs
+
+    result = compare_runs([r for r in run_a.split(",") if r], [r for r in run_b.split(",") if r],
+                          features, split=split, device=device, pair_score=pair_score,
+                          complete_only=complete_only, n_boot=n_boot)
+    if out_file:
+        with open(out_file, "w", encoding="utf-8") as f:
+            f.write(result.to_json() + "\n")
+    if as_json:
+        click.echo(result.to_json())
+        return
+    click.echo(f"A: {run_a}\nB: {run_b}\n{result.clips} clips, {result.n_boot} paired "
+               "bootstrap resamples over clips")
+    click.echo(f"{'table':<26}{'K':>4}{'A':>8}{'B':>8}{'A - B':>8}{'95% CI':>18}  significant")
+    for name, row in result.tables.items():
+        for k in ("R@1", "R@5", "R@10"):
+            d = row[k]
+            ci = f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
+            click.echo(f"{name:<26}{k:>4}{d['a']:>8.3f}{d['b']:>8.3f}{d['diff']:>+8.3f}"
+                       f"{ci:>18}  {'yes' if d['significant'] else 'no'}")

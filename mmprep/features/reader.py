@@ -4,6 +4,7 @@ without the data, and row access for training (``FeatureSource``)."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ from mmprep.features.format import (
     decode_attrs,
     validate,
 )
+
+log = logging.getLogger("mmprep.features")
+_WARNED: set[str] = set()
 
 
 def read_features(path: str | Path, modalities: list[str] | None = None) -> FeatureSet:
@@ -56,7 +60,7 @@ def read_features(path: str | Path, modalities: list[str] | None = None) -> Feat
             )
         root = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     fs = FeatureSet(keys=keys, split=split, modalities=mods, attrs=root)
-    validate(fs)
+    validate(fs, f"{path.name}:")
     return fs
 
 
@@ -71,7 +75,9 @@ def listed_modalities(f) -> list[str]:
 
 def open_cache(path: str | Path):
     """The feature cache at ``path`` opened read-only (an ``h5py.File``); a clear error
-    when it is missing, not HDF5, or not written by mmprep."""
+    when it is missing, not HDF5, or has no ``/keys``. A file without the provenance
+    attributes (``format``, each modality's ``encoder``) is read with a one-line warning
+    (once per file and process) that its provenance is unknown."""
     import h5py
 
     path = Path(path)
@@ -81,9 +87,24 @@ def open_cache(path: str | Path):
         f = h5py.File(path, "r")
     except OSError as exc:
         raise MmprepError(f"{path} is not a readable HDF5 file: {exc}") from exc
-    if f.attrs.get("format") != FORMAT:
+    fmt = f.attrs.get("format")
+    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+    if fmt is not None and fmt != FORMAT:
         f.close()
-        raise MmprepError(f"{path} is not an mmprep feature cache (no format={FORMAT!r})")
+        raise MmprepError(f"{path} is not an mmprep feature cache (format={fmt!r}, "
+                          f"expected {FORMAT!r})")
+    if "keys" not in f:
+        f.close()
+        raise MmprepError(f"{path} is not a feature cache: no /keys dataset (the minimal "
+                          "schema: /keys, one (N, D) dataset per modality, optional /split, "
+                          "/<modality>_mask, /text and /text_owner; see the README)")
+    unknown = [m for m in listed_modalities(f) if m in f and "encoder" not in f[m].attrs]
+    if (fmt is None or unknown) and str(path.resolve()) not in _WARNED:
+        _WARNED.add(str(path.resolve()))
+        what = ("no format attribute" if fmt is None
+                else f"no encoder attribute on {', '.join(unknown)}")
+        log.warning("mmprep: warning: %s: %s, provenance unknown (encoders and "
+                    "preprocessing cannot be checked)", path.name, what)
     return f
 
 
@@ -91,7 +112,7 @@ def read_layout(path: str | Path) -> dict[str, Any]:
     """Rows, root attributes and per-modality layout of a cache, without loading data."""
     path = Path(path)
     with open_cache(path) as f:
-        names = json.loads(f.attrs.get("modalities", "[]"))
+        names = listed_modalities(f)
         mods = {}
         for name in names:
             ds = f[name]

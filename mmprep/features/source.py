@@ -5,7 +5,13 @@ and either loads the embedding matrices too (when they fit) or reads rows from t
 file on demand. Training batches come from ``epoch_batches``: clips in shuffled order
 (streamed: blocks of consecutive rows in shuffled order, shuffled again inside a buffer,
 so reads stay nearly sequential), one randomly chosen caption per clip and step for
-item-level modalities such as ``text``.
+item-level modalities such as ``text``, and with each batch which clips have each
+modality (``present``): a clip lacking audio (``/audio_mask`` false) or every caption
+(no unmasked ``/text`` row) is kept, its row there is a placeholder to be masked out.
+
+Opening checks what would otherwise fail later or silently: duplicate keys, datasets
+whose row counts disagree, owners out of range, and (when loaded into memory; streamed
+rows as they are read) NaN or infinite rows, each an error naming the dataset and rows.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mmprep.errors import MmprepError
-from mmprep.features.format import as_str_list
+from mmprep.features.format import as_str_list, check_finite, check_keys, check_owner
 from mmprep.features.reader import listed_modalities, open_cache
 
 
@@ -49,34 +55,65 @@ class FeatureSource:
             raise MmprepError(f"{self.path} has no modality {', '.join(missing)} "
                               f"(has: {', '.join(self.available) or 'none'})")
         self.modalities = names
+        where = f"{self.path.name}:"
         self.keys = _strings(f["keys"])
         n = len(self.keys)
-        self.split = _strings(f["split"]) if "split" in f else np.array([""] * n)
+        try:
+            check_keys(self.keys, where)
+            self.split = _strings(f["split"]) if "split" in f else np.array([""] * n)
+            if self.split.shape != (n,):
+                raise MmprepError(f"{where}/split: {len(self.split)} values for {n} keys")
+            self._open_modalities(f, names, n, where, loading)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_modalities(self, f, names: list[str], n: int, where: str, loading: str) -> None:
         self.owner: dict[str, np.ndarray] = {}
         self.mask: dict[str, np.ndarray] = {}
         self.dims: dict[str, int] = {}
         for m in names:
             ds = f[m]
             if ds.ndim != 2:
-                raise MmprepError(f"{self.path}: /{m} is not a (rows, dim) array")
+                raise MmprepError(f"{where}/{m} is not a (rows, dim) array (shape {ds.shape})")
             self.dims[m] = int(ds.shape[1])
             if f"{m}_owner" in f:
                 self.owner[m] = f[f"{m}_owner"][()].astype(np.int64)
+                if self.owner[m].shape != (ds.shape[0],):
+                    raise MmprepError(f"{where}/{m}_owner: {len(self.owner[m])} values for "
+                                      f"{ds.shape[0]} rows of /{m}")
+                check_owner(m, self.owner[m], n, where)
             elif ds.shape[0] != n:
-                raise MmprepError(f"{self.path}: /{m} has {ds.shape[0]} rows for {n} keys")
+                raise MmprepError(f"{where}/{m}: {ds.shape[0]} rows for {n} keys (every "
+                                  "clip-level dataset needs one row per key)")
             if f"{m}_mask" in f:
                 self.mask[m] = f[f"{m}_mask"][()].astype(bool)
+                if self.mask[m].shape != (ds.shape[0],):
+                    raise MmprepError(f"{where}/{m}_mask: {len(self.mask[m])} values for "
+                                      f"{ds.shape[0]} rows of /{m}")
         need = sum(f[m].shape[0] * f[m].shape[1] * 4 for m in names)
         if loading not in ("auto", "memory", "stream"):
             raise MmprepError(f"loading must be auto, memory or stream, not {loading!r}")
         self.in_memory = loading == "memory" or (loading == "auto" and need <= _memory_budget())
         self._data = {m: (f[m][()].astype(np.float32, copy=False) if self.in_memory else f[m])
                       for m in names}
-        # item-level modalities: clip -> its item rows (CSR over rows sorted by owner)
+        if self.in_memory:
+            for m in names:  # masked-out rows (placeholders) may hold anything
+                keep = self.mask.get(m)
+                data = self._data[m]
+                if keep is None:
+                    check_finite(m, data, where)
+                elif not keep.all():
+                    check_finite(m, data[keep], where, rows=np.flatnonzero(keep))
+                else:
+                    check_finite(m, data, where)
+        # item-level modalities: clip -> its usable item rows (CSR over rows sorted by
+        # owner; items masked out by /<m>_mask are not listed)
         self._items = {}
         for m, own in self.owner.items():
-            order = np.argsort(own, kind="stable")
-            counts = np.bincount(own, minlength=n)
+            usable = np.flatnonzero(self.mask[m]) if m in self.mask else np.arange(len(own))
+            order = usable[np.argsort(own[usable], kind="stable")]
+            counts = np.bincount(own[usable], minlength=n)
             starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
             self._items[m] = (order, starts, counts)
 
@@ -102,15 +139,21 @@ class FeatureSource:
         names, counts = np.unique(self.split, return_counts=True)
         return {str(k): int(v) for k, v in zip(names, counts)}
 
-    def usable_clips(self, modalities: list[str] | None = None) -> np.ndarray:
-        """Bool (N,): clips that have every modality named (mask set, >= 1 item)."""
-        ok = np.ones(len(self), dtype=bool)
-        for m in modalities or self.modalities:
-            if m in self.mask and not self.is_item_level(m):
-                ok &= self.mask[m]
-            if m in self._items:
-                ok &= self._items[m][2] > 0
-        return ok
+    def has(self, m: str) -> np.ndarray:
+        """Bool (N,): clips that have modality ``m`` (mask set; >= 1 usable item)."""
+        if m in self._items:
+            return self._items[m][2] > 0
+        if m in self.mask:
+            return self.mask[m].copy()
+        return np.ones(len(self), dtype=bool)
+
+    def usable_clips(self, modalities: list[str] | None = None, *, at_least: int | None = None
+                     ) -> np.ndarray:
+        """Bool (N,): clips that have every modality named (``at_least``: that many
+        of them)."""
+        names = modalities or self.modalities
+        count = sum(self.has(m).astype(np.int64) for m in names)
+        return count >= (len(names) if at_least is None else at_least)
 
     def items_of(self, m: str, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All item rows of ``clips`` and, for each, the position of its clip in ``clips``."""
@@ -118,16 +161,15 @@ class FeatureSource:
         rows = [order[starts[c]: starts[c] + counts[c]] for c in clips]
         pos = np.repeat(np.arange(len(clips)), [len(r) for r in rows])
         item_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        if m in self.mask:  # an item-level mask drops individual items
-            keep = self.mask[m][item_rows]
-            item_rows, pos = item_rows[keep], pos[keep]
-        return item_rows, pos
+        return item_rows.astype(np.int64), pos
 
     def sample_items(self, m: str, clips: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One random item row per clip (clips must have >= 1 item)."""
+        """One random usable item row per clip (a placeholder row, to be masked out,
+        for clips without any)."""
         order, starts, counts = self._items[m]
         pick = (rng.random(len(clips)) * counts[clips]).astype(np.int64)
-        return order[starts[clips] + pick]
+        idx = np.minimum(starts[clips] + pick, max(len(order) - 1, 0))
+        return order[idx] if len(order) else np.zeros(len(clips), np.int64)
 
     def captions(self, m: str) -> list[str] | None:
         """The caption text stored with modality ``m`` (``/M_caption``), if any."""
@@ -135,26 +177,36 @@ class FeatureSource:
         return as_str_list(self._file[name]) if name in self._file else None
 
     def take(self, m: str, rows: np.ndarray) -> np.ndarray:
-        """Rows of modality ``m`` as float32, in the order given."""
+        """Rows of modality ``m`` as float32, in the order given; rows masked out
+        (placeholders, which may hold anything) come back as zeros."""
         data = self._data[m]
         rows = np.asarray(rows, dtype=np.int64)
         if self.in_memory:
-            return data[rows]
-        if rows.size == 0:
+            out = data[rows]
+        elif rows.size == 0:
             return np.zeros((0, self.dims[m]), np.float32)
-        uniq, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing
-        return data[uniq].astype(np.float32, copy=False)[inverse]
+        else:
+            uniq, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing
+            out = data[uniq].astype(np.float32, copy=False)
+            keep = self.mask[m][uniq] if m in self.mask else np.ones(len(uniq), bool)
+            check_finite(m, out[keep], f"{self.path.name}:", rows=uniq[keep])
+            out = out[inverse]
+        if m in self.mask:
+            out[~self.mask[m][rows]] = 0.0
+        return out
 
     def take_clips(self, clips: np.ndarray, rng: np.random.Generator | None = None,
                    modalities: list[str] | None = None) -> dict[str, np.ndarray]:
         """One row per clip for each modality (a sampled item for item-level ones;
-        the first item when ``rng`` is None)."""
+        the first item when ``rng`` is None; a placeholder where the clip lacks it,
+        see ``has``)."""
         out = {}
         for m in modalities or self.modalities:
             if self.is_item_level(m):
                 if rng is None:
                     order, starts, _ = self._items[m]
-                    rows = order[starts[clips]]
+                    idx = np.minimum(starts[clips], max(len(order) - 1, 0))
+                    rows = order[idx] if len(order) else np.zeros(len(clips), np.int64)
                 else:
                     rows = self.sample_items(m, clips, rng)
                 out[m] = self.take(m, rows)
@@ -164,8 +216,10 @@ class FeatureSource:
 
     def epoch_batches(self, clips: np.ndarray, batch_size: int, rng: np.random.Generator,
                       *, block: int = 2048, buffer_blocks: int = 8,
-                      ) -> Iterator[dict[str, np.ndarray]]:
-        """Shuffled batches over ``clips`` (last incomplete batch dropped)."""
+                      ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        """Shuffled batches over ``clips`` (last incomplete batch dropped): each is
+        (rows by modality, which clips have each modality)."""
+        has = {m: self.has(m) for m in self.modalities}
         if self.in_memory:
             groups = [rng.permutation(clips)]
         else:
@@ -182,5 +236,7 @@ class FeatureSource:
             full = len(group) - len(group) % batch_size
             data = self.take_clips(group[:full], rng) if full else None
             for start in range(0, full, batch_size):
-                yield {m: v[start:start + batch_size] for m, v in data.items()}
+                ids = group[start:start + batch_size]
+                yield ({m: v[start:start + batch_size] for m, v in data.items()},
+                       {m: h[ids] for m, h in has.items()})
             carry = group[full:]

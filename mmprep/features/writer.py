@@ -49,14 +49,14 @@ def write_features(path: str | Path, fs: FeatureSet, *, dtype: str = "float32") 
             f.attrs["modalities"] = json.dumps(list(fs.modalities))
             for k, v in fs.attrs.items():
                 if k not in ("format", "version", "mmprep_version", "modalities"):
-                    f.attrs[k] = v if isinstance(v, str | int | float) else json.dumps(v)
+                    f.attrs[k] = _attr(v)
             f.create_dataset("keys", data=np.array(fs.keys, dtype=object), dtype=str_dtype())
             f.create_dataset("split", data=np.array([str(s) for s in fs.split], dtype=object),
                              dtype=str_dtype())
             for name, mod in fs.modalities.items():
                 ds = f.create_dataset(name, data=mod.data.astype(dtype, copy=False))
                 for k, v in mod.attrs.items():
-                    ds.attrs[k] = v if isinstance(v, str | int | float) else json.dumps(v)
+                    ds.attrs[k] = _attr(v)
                 ds.attrs["dim"] = mod.dim
                 if mod.owner is not None:
                     f.create_dataset(f"{name}_owner", data=mod.owner.astype(np.int64))
@@ -73,6 +73,8 @@ def write_features(path: str | Path, fs: FeatureSet, *, dtype: str = "float32") 
 
 
 def _attr(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
     return value if isinstance(value, str | int | float | bool) else json.dumps(value)
 
 

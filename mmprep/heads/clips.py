@@ -1,4 +1,8 @@
-"""Which clips a train-head run trains, validates and evaluates on."""
+"""Which clips a train-head run trains, validates and evaluates on.
+
+By default every clip with at least two of the run's modalities (the losses and the
+evaluation mask what a clip lacks); ``data.complete_only`` keeps only the clips with
+all of them."""
 
 from __future__ import annotations
 
@@ -36,9 +40,11 @@ def held_out(keys: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def choose_clips(source: FeatureSource, cfg: TrainHeadConfig, mods: list[str],
                  *, need_train: bool = True) -> dict[str, np.ndarray]:
-    """Clip rows for train / eval / val; clips lacking a modality are left out."""
-    usable = source.usable_clips(mods)
+    """Clip rows for train / eval / val: clips with two or more of ``mods`` (all of
+    them with ``data.complete_only``)."""
     d = cfg.data
+    usable = source.usable_clips(mods, at_least=None if d.complete_only else 2)
+    need = f"all of {', '.join(mods)}" if d.complete_only else f"two of {', '.join(mods)}"
     if d.holdout > 0:
         is_eval = held_out(source.keys, d.holdout, cfg.seed)
         out = {"train": np.flatnonzero(usable & ~is_eval), "eval": np.flatnonzero(usable & is_eval)}
@@ -51,17 +57,16 @@ def choose_clips(source: FeatureSource, cfg: TrainHeadConfig, mods: list[str],
         out = {}
         for role, name in names:
             if name not in counts:
-                hint = ("; or hold out a share with data.holdout (--holdout 0.1)"
-                        if role == "eval" else "")
+                hint = "; or hold out a share of the clips with data.holdout (--holdout 0.1)"
                 raise MmprepError(f"split {name!r} not found in {source.path.name} "
                                   f"(splits: {listed}){hint}")
             out[role] = np.flatnonzero(usable & (source.split == name))
         out["val"] = (np.flatnonzero(usable & (source.split == d.val_split))
                       if d.val_split in counts else out["eval"])
     if need_train and len(out["train"]) < MIN_TRAIN_CLIPS:
-        raise MmprepError(f"only {len(out['train'])} training clips with all of "
-                          f"{', '.join(mods)} (need at least {MIN_TRAIN_CLIPS})")
+        raise MmprepError(f"only {len(out['train'])} training clips with {need} "
+                          f"(need at least {MIN_TRAIN_CLIPS})")
     if len(out["eval"]) < MIN_EVAL_CLIPS:
-        raise MmprepError(f"only {len(out['eval'])} evaluation clips with all of "
-                          f"{', '.join(mods)} (need at least {MIN_EVAL_CLIPS})")
+        raise MmprepError(f"only {len(out['eval'])} evaluation clips with {need} "
+                          f"(need at least {MIN_EVAL_CLIPS})")
     return out

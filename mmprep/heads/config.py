@@ -9,6 +9,23 @@ LossName = Literal["gram", "pmrl", "infonce"]
 Pairs = Literal["anchor", "all"]
 Device = Literal["auto", "cpu", "cuda"]
 PairScore = Literal["cosine", "volume"]  # pairwise retrieval score (eval-head)
+RecipeName = Literal["none", "gram-paper", "pmrl-paper"]
+
+# The papers' own training settings, applied under the command-line values (--recipe).
+# gram-paper: GRAM's public code (ispamm/GRAM): the volume loss anchored on text only,
+# label smoothing 0.1, a raw learnable temperature (init 0.07, weight-decayed, never
+# clamped) and all-gathered batches that carry no gradient (``stop_gradient``).
+# pmrl-paper: PMRL's public code (Xiaohao-Liu/PMRL), fine-tuning setting: tau_sv 0.05
+# (0.01 for pretraining: --tau-sv 0.01), a fixed tau_reg 0.1.
+RECIPES: dict[str, dict[str, object]] = {
+    "none": {},
+    "gram-paper": {"loss.name": "gram", "loss.pure": True, "loss.anchor": "text",
+                   "loss.label_smoothing": 0.1, "loss.temperature": 0.07,
+                   "loss.temperature_form": "raw", "loss.learn_temperature": True,
+                   "loss.stop_gradient": True},
+    "pmrl-paper": {"loss.name": "pmrl", "loss.pure": True, "loss.tau_sv": 0.05,
+                   "loss.temperature": 0.1, "loss.learn_temperature": False},
+}
 
 
 @dataclass
@@ -40,8 +57,14 @@ class LossConfig:
     pure: bool = False
     temperature: float = 0.07  # initial temperature of the contrastive logits
     learn_temperature: bool = True
-    temperature_min: float = 0.01  # clamp of the learnable temperatures
+    temperature_min: float = 0.01  # clamp of the learnable temperatures (form log)
     temperature_max: float = 1.0
+    # log: learn log(tau), clamped, no weight decay; raw: learn tau itself, weight-decayed
+    # and unclamped (the GRAM authors' parameterisation)
+    temperature_form: Literal["log", "raw"] = "log"
+    # gram: the gathered side of each direction carries no gradient (the GRAM authors'
+    # all-gather); anchor->tuple trains the anchors, tuple->anchor the others
+    stop_gradient: bool = False
     label_smoothing: float = 0.0
     pairs: Pairs = "anchor"  # infonce: each non-anchor modality with the anchor, or all pairs
     tau_sv: float = 0.5  # PMRL: temperature of the singular-value softmax (0.1 saturates)
@@ -102,6 +125,9 @@ class DataConfig:
     eval_every: int = 0  # epochs between evaluations on a val subset (0: only at the end)
     val_split: str = "val"
     val_max_clips: int = 1000
+    # train and evaluate only on clips with every modality (otherwise each clip with two
+    # or more, masked; each evaluation table over the clips that have its modalities)
+    complete_only: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.holdout < 1:
@@ -124,3 +150,4 @@ class TrainHeadConfig:
     threads: int = 0  # torch CPU threads (0: torch's default)
     log_every: int = 20  # steps between log lines
     pipeline: str = ""  # preset name, when built from one
+    recipe: RecipeName = "none"  # the paper settings applied (RECIPES), for the record

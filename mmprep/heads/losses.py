@@ -30,6 +30,26 @@ orthogonal modality vectors, which is what freshly initialised heads produce).
 ``1 / gap``: exact for gaps well above ``sqrt(eps)`` (1e-5), zero for exactly equal
 eigenvalues, bounded by ``1 / (2 sqrt(eps))`` in between. Eigenvalue (sigma) gradients
 never involve gaps and are exact.
+
+Missing modalities
+------------------
+Every loss takes an optional ``present`` mask, (B, k) bool in the order of its inputs
+(True where sample i has modality a). GRAM scores a tuple over the vectors it has: a
+missing vector of ``O_j`` is replaced by zeros and ``H_j`` gets 1 on its diagonal, so
+``det G`` is exactly the determinant of the Gram matrix of the vectors present (a
+Gram matrix with a unit row and column); queries and targets are the samples with
+the anchor and at least one other vector. PMRL drops the columns a sample lacks: its
+singular values are those of the present columns (the zero columns add zero singular
+values, which are the smallest and are left out of the softmax); samples with fewer
+than two columns are left out. InfoNCE uses the samples that have both.
+
+The sign of PMRL's leading vector
+---------------------------------
+Singular vectors are defined up to sign. ``u`` is signed so that ``u . z_a > 0`` for
+the first modality ``a`` (in input order, the anchor first) that the sample has and
+that ``u`` is not orthogonal to (``|v1_a| > 1e-6``; ``u . z_a = sigma_1 v1_a``). An
+earlier rule, ``sum_a u . z_a >= 0``, was undefined for two modalities whose cosine is
+negative: the sum is then exactly zero and rounding chose the sign.
 """
 
 from __future__ import annotations
@@ -120,10 +140,16 @@ def _check_rows(*tensors: torch.Tensor) -> None:
         raise ValueError(f"all inputs need the same dimension, got {sorted(dims)}")
 
 
-def gram_volumes(anchor: torch.Tensor, *others: torch.Tensor) -> torch.Tensor:
+SIGN_TOL = 1e-6  # |v1_a| below this: u counts as orthogonal to z_a for the sign rule
+
+
+def gram_volumes(anchor: torch.Tensor, *others: torch.Tensor,
+                 others_present: torch.Tensor | None = None) -> torch.Tensor:
     """(B_a, B_o) matrix: entry [i, j] is sqrt(det G) of {anchor[i], others[0][j], ...}.
 
-    Any number (>= 1) of other modalities, all with the same number of rows B_o. The
+    ``others_present`` (B_o, k - 1) bool: tuple j is made of the others it has (the
+    volume of the vectors present). Any number (>= 1) of other modalities, all with
+    the same number of rows B_o. The
     small m x m algebra (``det H``, ``adj H``) runs in float64, the (B_a, B_o) part in
     the inputs' dtype (pass float64 inputs for float64 results). Without autograd
     (evaluation) a factorised form needs half the arithmetic; with autograd every step
@@ -135,16 +161,31 @@ def gram_volumes(anchor: torch.Tensor, *others: torch.Tensor) -> torch.Tensor:
     if len({o.shape[0] for o in others}) != 1:
         raise ValueError("all non-anchor modalities need the same number of rows")
     o = torch.stack(others, dim=1)  # (B_o, m, D)
+    missing = None
+    if others_present is not None:
+        if others_present.shape != o.shape[:2]:
+            raise ValueError(f"others_present must be {tuple(o.shape[:2])}")
+        missing = ~others_present.to(torch.bool)
+        o = o * others_present.to(o.dtype)[..., None]
     if torch.is_grad_enabled() and (anchor.requires_grad or o.requires_grad):
-        return safe_sqrt(_det_gram_autograd(anchor, o))
-    return _det_gram_fast(anchor, o).clamp_min_(0).sqrt_()
+        return safe_sqrt(_det_gram_autograd(anchor, o, missing))
+    return _det_gram_fast(anchor, o, missing).clamp_min_(0).sqrt_()
 
 
-def _det_gram_autograd(anchor: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+def _tuple_gram(o64: torch.Tensor, missing: torch.Tensor | None) -> torch.Tensor:
+    """H_j = O_j O_j^T, with 1 on the diagonal for missing (zeroed) vectors."""
+    h = o64 @ o64.mT
+    if missing is not None:
+        h = h + torch.diag_embed(missing.to(h.dtype))
+    return h
+
+
+def _det_gram_autograd(anchor: torch.Tensor, o: torch.Tensor,
+                       missing: torch.Tensor | None = None) -> torch.Tensor:
     """det G_ij = |a_i|^2 det H_j - sum_l (a_i . o_jl)(a_i . q_jl), q_j = adj(H_j) O_j."""
     (b_o, m, dim), b_a = o.shape, anchor.shape[0]
     o64 = o.double()
-    det_h, adj = det_adjugate(o64 @ o64.mT)
+    det_h, adj = det_adjugate(_tuple_gram(o64, missing))
     q = (adj @ o64).to(anchor.dtype)
     both = torch.cat([o.reshape(b_o * m, dim), q.reshape(b_o * m, dim)])
     cd = anchor @ both.mT  # one matrix product for both factors
@@ -155,12 +196,13 @@ def _det_gram_autograd(anchor: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _det_gram_fast(anchor: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+def _det_gram_fast(anchor: torch.Tensor, o: torch.Tensor,
+                   missing: torch.Tensor | None = None) -> torch.Tensor:
     """Same value with adj(H_j) = L_j L_j^T from eigh(H_j): det G_ij = |a_i|^2 det H_j
     - |L_j^T O_j a_i|^2, one (B_a, D) x (D, B_o m) product."""
     (b_o, m, dim), b_a = o.shape, anchor.shape[0]
     o64 = o.double()
-    lam, vec = torch.linalg.eigh(o64 @ o64.mT)
+    lam, vec = torch.linalg.eigh(_tuple_gram(o64, missing))
     lam = lam.clamp_min(0)
     det_h = lam.prod(-1)
     # adj(H) = V diag(prod_{l' != l} lam_l') V^T
@@ -181,18 +223,47 @@ def _symmetric_ce(logits: torch.Tensor, label_smoothing: float) -> torch.Tensor:
     )
 
 
+def _present_mask(present: torch.Tensor | None, b: int, k: int) -> torch.Tensor | None:
+    if present is None:
+        return None
+    if present.shape != (b, k):
+        raise ValueError(f"present must be a ({b}, {k}) bool mask, got {tuple(present.shape)}")
+    return present.to(torch.bool)
+
+
 def gram_loss(
     anchor: torch.Tensor,
     *others: torch.Tensor,
     temperature: float | torch.Tensor,
     label_smoothing: float = 0.0,
+    present: torch.Tensor | None = None,
+    stop_gradient: bool = False,
 ) -> torch.Tensor:
     """GRAM contrastive loss: logits -volume / temperature, mean of the anchor->tuple
-    and tuple->anchor cross-entropies with the diagonal as target."""
+    and tuple->anchor cross-entropies with the diagonal as target.
+
+    ``present`` (B, k) bool, anchor first: samples with the anchor and at least one
+    other vector take part, each tuple scored over the vectors it has.
+    ``stop_gradient``: the GRAM authors' update with all-gathered batches, which carry
+    no gradient: anchor->tuple differentiates the anchors only, tuple->anchor the
+    tuples only (on one process, 1/2 dL(a->t)/d anchor + 1/2 dL(t->a)/d others)."""
     if not others or any(o.shape[0] != anchor.shape[0] for o in others):
         raise ValueError("gram_loss needs the same batch size for all modalities")
-    vol = gram_volumes(anchor, *others)
-    return _symmetric_ce(-vol / temperature, label_smoothing)
+    mask = _present_mask(present, anchor.shape[0], len(others) + 1)
+    rest = None
+    if mask is not None:
+        keep = mask[:, 0] & mask[:, 1:].any(1)
+        anchor, others, rest = anchor[keep], tuple(o[keep] for o in others), mask[keep, 1:]
+        if anchor.shape[0] == 0:
+            return anchor.sum() * 0.0
+    if not stop_gradient:
+        vol = gram_volumes(anchor, *others, others_present=rest)
+        return _symmetric_ce(-vol / temperature, label_smoothing)
+    target = torch.arange(anchor.shape[0], device=anchor.device)
+    fwd = -gram_volumes(anchor, *[o.detach() for o in others], others_present=rest)
+    bwd = -gram_volumes(anchor.detach(), *others, others_present=rest).T
+    return 0.5 * (F.cross_entropy(fwd / temperature, target, label_smoothing=label_smoothing)
+                  + F.cross_entropy(bwd / temperature, target, label_smoothing=label_smoothing))
 
 
 def _row_gram(modalities: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -207,21 +278,29 @@ def _row_gram(modalities: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return torch.stack(rows, -2)
 
 
-def singular_spectrum(*modalities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def singular_spectrum(*modalities: torch.Tensor, present: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample, the singular values (B, k), descending, of the D x k matrix Z of its
-    modality vectors, and the leading left singular vector u (B, D), signed so that it
-    points along the vectors (sum_a u . z_a >= 0). From eigh of the k x k Gram matrix."""
+    modality vectors, and the leading left singular vector u (B, D), signed so that
+    u . z_a > 0 for the first modality a it is not orthogonal to (module docstring).
+    From eigh of the k x k Gram matrix. ``present`` (B, k) bool: missing columns are
+    zeroed (their singular values are the trailing zeros)."""
     if len(modalities) < 2:
         raise ValueError("needs at least two modalities")
     _check_rows(*modalities)
     if len({t.shape[0] for t in modalities}) != 1:
         raise ValueError("all modalities need the same batch size")
+    mask = _present_mask(present, modalities[0].shape[0], len(modalities))
+    if mask is not None:
+        modalities = tuple(z * mask[:, a, None].to(z.dtype) for a, z in enumerate(modalities))
     gram = _row_gram(modalities).double()  # (B, k, k); eigen-algebra in float64
     lam, vec = sym_eig(gram)
     lam, vec = lam.flip(-1), vec.flip(-1)  # descending
     sigma = safe_sqrt(lam)
     v1 = vec[..., 0]
-    v1 = v1 * torch.where(v1.sum(-1, keepdim=True) >= 0, 1.0, -1.0).to(v1.dtype)
+    big = v1.detach().abs() > SIGN_TOL
+    first = big.to(torch.int64).argmax(-1, keepdim=True)  # first column u is not orthogonal to
+    v1 = v1 * torch.where(v1.gather(-1, first) >= 0, 1.0, -1.0).to(v1.dtype)
     dtype = modalities[0].dtype
     w = (v1 / sigma[:, :1].clamp_min(SQRT_EPS)).to(dtype)
     u = sum(w[:, a, None] * z for a, z in enumerate(modalities))  # Z v1 / sigma1
@@ -229,19 +308,35 @@ def singular_spectrum(*modalities: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 
 def pmrl_terms(
-    *modalities: torch.Tensor, tau_sv: float | torch.Tensor, tau_reg: float | torch.Tensor
+    *modalities: torch.Tensor, tau_sv: float | torch.Tensor, tau_reg: float | torch.Tensor,
+    present: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The two PMRL terms and the per-sample spectrum.
 
     Returns ``sv`` (cross-entropy of softmax(sigma / tau_sv) with target 0), ``reg``
     (instance-wise contrastive loss over the leading singular vectors, logits
     ``u_i . u_j / tau_reg``, target i), ``sigma`` (B, k) descending and ``u`` (B, D).
+    ``present`` (B, k) bool: each sample over the columns it has; samples with fewer
+    than two are left out (``sigma`` and ``u`` then cover the samples kept).
     """
     if len(modalities) < 2:
         raise ValueError("pmrl_loss needs at least two modalities")
-    sigma, u = singular_spectrum(*modalities)
+    mask = _present_mask(present, modalities[0].shape[0], len(modalities))
+    if mask is not None:
+        keep = mask.sum(1) >= 2
+        modalities, mask = tuple(z[keep] for z in modalities), mask[keep]
+        if mask.shape[0] == 0:
+            zero = modalities[0].sum() * 0.0
+            return {"sv": zero, "reg": zero, "sigma": modalities[0].new_zeros(0, mask.shape[1]),
+                    "u": modalities[0][:0]}
+    sigma, u = singular_spectrum(*modalities, present=mask)
     target = torch.zeros(sigma.shape[0], dtype=torch.long, device=sigma.device)
-    sv = F.cross_entropy(sigma / tau_sv, target)
+    logits = sigma / tau_sv
+    if mask is not None:  # the trailing zeros of the missing columns leave the softmax
+        n_present = mask.sum(1, keepdim=True)
+        slots = torch.arange(sigma.shape[1], device=sigma.device)[None, :]
+        logits = logits.masked_fill(slots >= n_present, float("-inf"))
+    sv = F.cross_entropy(logits, target)
     logits = u @ u.T / tau_reg
     reg = F.cross_entropy(logits, torch.arange(u.shape[0], device=u.device))
     return {"sv": sv, "reg": reg, "sigma": sigma, "u": u}
@@ -252,11 +347,12 @@ def pmrl_loss(
     tau_sv: float | torch.Tensor,
     tau_reg: float | torch.Tensor,
     reg_weight: float = 1.0,
+    present: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """PMRL: per sample, cross-entropy of softmax(sigma / tau_sv) with target 0 (push
     the leading singular value of the D x k matrix of its modality vectors up), averaged,
     plus ``reg_weight`` x the contrastive loss over the leading singular vectors."""
-    terms = pmrl_terms(*modalities, tau_sv=tau_sv, tau_reg=tau_reg)
+    terms = pmrl_terms(*modalities, tau_sv=tau_sv, tau_reg=tau_reg, present=present)
     return terms["sv"] + reg_weight * terms["reg"]
 
 
@@ -265,9 +361,17 @@ def infonce_loss(
     other: torch.Tensor,
     temperature: float | torch.Tensor,
     label_smoothing: float = 0.0,
+    present: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Symmetric CLIP loss: logits anchor . other / temperature, diagonal targets."""
+    """Symmetric CLIP loss: logits anchor . other / temperature, diagonal targets.
+    ``present`` (B, 2) bool: only the samples that have both take part."""
     _check_rows(anchor, other)
     if anchor.shape[0] != other.shape[0]:
         raise ValueError("infonce_loss needs the same batch size for both inputs")
+    mask = _present_mask(present, anchor.shape[0], 2)
+    if mask is not None:
+        keep = mask.all(1)
+        anchor, other = anchor[keep], other[keep]
+        if anchor.shape[0] == 0:
+            return anchor.sum() * 0.0
     return _symmetric_ce(anchor @ other.T / temperature, label_smoothing)

@@ -37,12 +37,25 @@ def retrieval_ranks(scores_fn, n_queries: int, query_group: torch.Tensor,
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
-def summarize(ranks: torch.Tensor) -> dict[str, float]:
-    r = ranks.cpu().numpy().astype(np.int64)
+def summarize(ranks: torch.Tensor, groups: np.ndarray | None = None,
+              weights: np.ndarray | None = None) -> dict:
+    """R@K, median and mean rank (1-based) and the query count; with the clip of each
+    query (``groups``, columns of the bootstrap ``weights``) also the number of clips
+    and a 95% bootstrap interval ``R@K_ci`` for each R@K (``mmprep.heads.bootstrap``)."""
+    r = np.asarray(ranks.cpu().numpy() if hasattr(ranks, "cpu") else ranks, dtype=np.int64)
     out = {f"R@{k}": float((r < k).mean()) if r.size else float("nan") for k in RECALL_AT}
     out["median_rank"] = float(np.median(r + 1)) if r.size else float("nan")
     out["mean_rank"] = float((r + 1).mean()) if r.size else float("nan")
     out["queries"] = int(r.size)
+    if groups is not None:
+        from mmprep.heads.bootstrap import interval, resampled_recall
+
+        out["clips"] = int(np.unique(groups).size)
+        if weights is not None and r.size:
+            hits = np.stack([r < k for k in RECALL_AT], 1)
+            boot = resampled_recall(hits, groups, weights)
+            for j, k in enumerate(RECALL_AT):
+                out[f"R@{k}_ci"] = list(interval(boot[:, j]))
     return out
 
 
@@ -63,18 +76,30 @@ def pair_scores(query: torch.Tensor, gallery: torch.Tensor, score: str = "cosine
     raise ValueError(f"unknown pair score {score!r} (cosine or volume)")
 
 
+def pair_ranks(query: torch.Tensor, query_group: torch.Tensor, gallery: torch.Tensor,
+               gallery_group: torch.Tensor, score: str = "cosine") -> torch.Tensor:
+    """(Q,) ranks of retrieval between two sets of unit-norm embeddings."""
+    return retrieval_ranks(lambda a, b: pair_scores(query[a:b], gallery, score),
+                           query.shape[0], query_group, gallery_group)
+
+
 def pair_metrics(query: torch.Tensor, query_group: torch.Tensor, gallery: torch.Tensor,
                  gallery_group: torch.Tensor, score: str = "cosine") -> dict[str, float]:
     """Retrieval between two sets of unit-norm embeddings (see :func:`pair_scores`)."""
-    ranks = retrieval_ranks(lambda a, b: pair_scores(query[a:b], gallery, score),
-                            query.shape[0], query_group, gallery_group)
-    return summarize(ranks)
+    return summarize(pair_ranks(query, query_group, gallery, gallery_group, score))
 
 
 def tuple_metrics(anchor: torch.Tensor, anchor_group: torch.Tensor,
                   others: list[torch.Tensor]) -> dict[str, dict[str, float]]:
     """Anchor -> tuple and tuple -> anchor retrieval scored by -GRAM volume. Tuple j
     is (others[0][j], others[1][j], ...), one per clip, group j."""
+    return {k: summarize(r) for k, r in tuple_ranks(anchor, anchor_group, others).items()}
+
+
+def tuple_ranks(anchor: torch.Tensor, anchor_group: torch.Tensor,
+                others: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Ranks of anchor -> tuple (``forward``, one per anchor row) and tuple -> anchor
+    (``backward``, one per tuple j) retrieval by -GRAM volume."""
     from mmprep.heads.losses import gram_volumes
 
     n = others[0].shape[0]
@@ -84,4 +109,4 @@ def tuple_metrics(anchor: torch.Tensor, anchor_group: torch.Tensor,
     # tuple -> anchor: volumes are symmetric in the vectors, so score the transpose
     bwd = retrieval_ranks(lambda a, b: -gram_volumes(anchor, *[o[a:b] for o in others]).T, n,
                           tuple_group, anchor_group)
-    return {"forward": summarize(fwd), "backward": summarize(bwd)}
+    return {"forward": fwd, "backward": bwd}

@@ -38,28 +38,48 @@ class ProjectionHead(nn.Module):
 
 
 class AlignmentHeads(nn.Module):
-    """The heads of a run plus its learnable temperatures (log-parameterised)."""
+    """The heads of a run plus its learnable temperatures: ``log_temperature.NAME``
+    (log tau, form ``log``) or ``temperature.NAME`` (tau itself, form ``raw``).
+
+    Called with a dict of input rows by modality (any subset of its modalities), it
+    returns a dict of unit-norm aligned embeddings; ``embed(m, x)`` does one modality
+    in chunks without gradients."""
 
     def __init__(self, dims: dict[str, int], *, out_dim: int, kind: str, hidden_dim: int,
-                 dropout: float, input_norm: str, temperatures: dict[str, float]):
+                 dropout: float, input_norm: str, temperatures: dict[str, float],
+                 temperature_form: str = "log"):
         super().__init__()
         self.heads = nn.ModuleDict({
             m: ProjectionHead(d, out_dim, kind=kind, hidden_dim=hidden_dim, dropout=dropout,
                               input_norm=input_norm)
             for m, d in dims.items()
         })
-        self.log_temperature = nn.ParameterDict({
-            name: nn.Parameter(torch.tensor(math.log(t))) for name, t in temperatures.items()
-        })
+        self.temperature_form = temperature_form
+        if temperature_form == "raw":
+            self.raw_temperature = nn.ParameterDict({
+                name: nn.Parameter(torch.tensor(float(t))) for name, t in temperatures.items()})
+        else:
+            self.log_temperature = nn.ParameterDict({
+                name: nn.Parameter(torch.tensor(math.log(t))) for name, t in temperatures.items()
+            })
 
     @property
     def modalities(self) -> list[str]:
         return list(self.heads)
 
+    @property
+    def temperature_params(self) -> nn.ParameterDict:
+        return self.raw_temperature if self.temperature_form == "raw" else self.log_temperature
+
     def temperature(self, name: str) -> torch.Tensor:
+        if self.temperature_form == "raw":
+            return self.raw_temperature[name]
         return self.log_temperature[name].exp()
 
     def clamp_temperatures(self, low: float, high: float) -> None:
+        """Clamp log-parameterised temperatures (raw ones are never clamped)."""
+        if self.temperature_form == "raw":
+            return
         with torch.no_grad():
             for p in self.log_temperature.values():
                 p.clamp_(math.log(low), math.log(high))
@@ -120,11 +140,25 @@ def load_heads(run_dir) -> tuple[AlignmentHeads, object, dict]:
     cfg = from_dict(TrainHeadConfig, json.loads(info["config"]))
     meta = json.loads(info["meta"])
     state = load_file(str(path))
-    temps = {k.split(".", 1)[1]: 1.0 for k in state if k.startswith("log_temperature.")}
+    form = "raw" if any(k.startswith("raw_temperature.") for k in state) else "log"
+    prefix = f"{form}_temperature."
+    temps = {k.split(".", 1)[1]: 1.0 for k in state if k.startswith(prefix)}
     h = cfg.head
     model = AlignmentHeads(meta["input_dims"], out_dim=h.out_dim, kind=h.kind,
                            hidden_dim=h.hidden_dim, dropout=h.dropout, input_norm=h.input_norm,
-                           temperatures=temps)
+                           temperatures=temps, temperature_form=form)
     model.load_state_dict(state)
     model.eval()
     return model, cfg, meta
+
+
+def load(run_dir) -> AlignmentHeads:
+    """The trained heads of a run folder, ready to use in your own code (CPU, eval
+    mode). ``heads({"video": x})`` maps a dict of input rows (torch tensors, (rows,
+    input dim), any subset of ``heads.modalities``) to a dict of unit-norm aligned
+    embeddings; ``heads.embed("video", x)`` does one modality without gradients.
+    ``heads.config`` is the run's ``TrainHeadConfig``, ``heads.meta`` its metadata
+    (modalities with the anchor first, input dimensions, the feature cache)."""
+    model, cfg, meta = load_heads(run_dir)
+    model.config, model.meta = cfg, meta
+    return model

@@ -56,6 +56,20 @@ def gram_loss_naive(anchor, *others, temperature, label_smoothing=0.0):
                   + F.cross_entropy(logits.T, t, label_smoothing=label_smoothing))
 
 
+def _sign_by_first_modality(u: torch.Tensor, z: torch.Tensor, s1: torch.Tensor,
+                            tol: float = 1e-6) -> torch.Tensor:
+    """Flip u so that u . z_a > 0 for the first column a with |u . z_a| > tol * s1."""
+    dots = (u.unsqueeze(-2) @ z).squeeze(-2).detach()  # (..., k): u . z_a
+    s1 = s1.detach()
+    sign = torch.ones_like(s1, dtype=u.dtype)
+    for n in range(dots.shape[0]):
+        for a in range(dots.shape[1]):
+            if abs(float(dots[n, a])) > tol * float(s1[n]):
+                sign[n] = 1.0 if float(dots[n, a]) > 0 else -1.0
+                break
+    return u * sign[:, None]
+
+
 def pmrl_loss_svd(*modalities, tau_sv, tau_reg, reg_weight=1.0, per_sample=False):
     """PMRL with ``torch.linalg.svd`` of each sample's D x k matrix (batched, or one
     sample at a time with ``per_sample``)."""
@@ -66,9 +80,7 @@ def pmrl_loss_svd(*modalities, tau_sv, tau_reg, reg_weight=1.0, per_sample=False
         s = torch.stack([p[1] for p in parts])
     else:
         u_all, s, _ = torch.linalg.svd(z, full_matrices=False)
-    u = u_all[:, :, 0]  # (B, D)
-    along = (u.unsqueeze(1) @ z).squeeze(1).sum(-1)  # sum_a u . z_a
-    u = torch.where(along[:, None] < 0, -u, u)
+    u = _sign_by_first_modality(u_all[:, :, 0], z, s[:, 0])  # (B, D)
     sv = F.cross_entropy(s / tau_sv, torch.zeros(z.shape[0], dtype=torch.long))
     reg = F.cross_entropy(u @ u.T / tau_reg, torch.arange(z.shape[0]))
     return sv + reg_weight * reg
@@ -82,3 +94,42 @@ def infonce_loss_naive(anchor, other, temperature):
         sims_t = torch.stack([anchor[j] @ other[i] for j in range(b)]) / temperature
         total = total - torch.log_softmax(sims, 0)[i] - torch.log_softmax(sims_t, 0)[i]
     return total / (2 * b)
+
+
+# ---------------------------------------------------------------- missing modalities
+def gram_loss_masked_naive(anchor, *others, present, temperature, label_smoothing=0.0):
+    """GRAM over the vectors present: keep the samples with the anchor and >= 1 other,
+    then, per (anchor i, tuple j), ``torch.det`` of the Gram matrix of anchor[i] and the
+    vectors tuple j has."""
+    keep = [n for n in range(anchor.shape[0]) if present[n, 0] and present[n, 1:].any()]
+    vols = torch.zeros(len(keep), len(keep), dtype=anchor.dtype)
+    rows = []
+    for i in keep:
+        row = []
+        for j in keep:
+            vecs = [anchor[i]] + [o[j] for a, o in enumerate(others) if present[j, a + 1]]
+            m = torch.stack(vecs)
+            row.append(torch.det(m @ m.T).abs().sqrt())
+        rows.append(torch.stack(row))
+    vols = torch.stack(rows)
+    logits = -vols / temperature
+    t = torch.arange(len(keep))
+    return 0.5 * (F.cross_entropy(logits, t, label_smoothing=label_smoothing)
+                  + F.cross_entropy(logits.T, t, label_smoothing=label_smoothing))
+
+
+def pmrl_loss_masked_svd(*modalities, present, tau_sv, tau_reg, reg_weight=1.0):
+    """PMRL per sample over the columns it has (``torch.linalg.svd`` of a D x k_i
+    matrix), samples with fewer than two columns left out."""
+    keep = [n for n in range(present.shape[0]) if int(present[n].sum()) >= 2]
+    sv_terms, us = [], []
+    for n in keep:
+        cols = [z[n] for a, z in enumerate(modalities) if present[n, a]]
+        z = torch.stack(cols, dim=-1)  # (D, k_n)
+        u_all, s, _ = torch.linalg.svd(z, full_matrices=False)
+        u = _sign_by_first_modality(u_all[None, :, 0], z[None], s[None, 0])[0]
+        sv_terms.append(-torch.log_softmax(s / tau_sv, 0)[0])
+        us.append(u)
+    u = torch.stack(us)
+    reg = F.cross_entropy(u @ u.T / tau_reg, torch.arange(len(keep)))
+    return torch.stack(sv_terms).mean() + reg_weight * reg

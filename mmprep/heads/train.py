@@ -26,6 +26,8 @@ STATS_ROWS = 50_000  # rows used for the input standardisation statistics
 
 def input_statistics(source: FeatureSource, m: str, clips: np.ndarray,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of modality ``m`` over the rows of ``clips`` that have it."""
+    clips = clips[source.has(m)[clips]]
     if source.is_item_level(m):
         rows, _ = source.items_of(m, clips)
     else:
@@ -44,37 +46,50 @@ def pair_list(mods: list[str], which: str) -> list[tuple[str, str]]:
     return list(combinations(mods, 2))
 
 
-def loss_terms(emb: dict, mods: list[str], cfg: LossConfig, temps: dict, progress: float
-               ) -> dict[str, Any]:
+def loss_terms(emb: dict, mods: list[str], cfg: LossConfig, temps: dict, progress: float,
+               present: dict | None = None) -> dict[str, Any]:
     """All loss terms for one batch of unit-norm embeddings; ``loss`` is the total.
 
     ``mods`` starts with the anchor. ``temps`` maps 'main' and 'pair' to temperatures.
-    ``progress`` in [0, 1] drives ``pair_decay``.
+    ``progress`` in [0, 1] drives ``pair_decay``. ``present`` maps each modality to a
+    (B,) bool tensor (None: every clip has every modality): GRAM scores each tuple over
+    the vectors it has, PMRL each clip over its columns, InfoNCE the clips with both.
     """
+    import torch
+
     from mmprep.heads.losses import gram_loss, infonce_loss, pmrl_terms
+
+    def mask(names) -> torch.Tensor | None:
+        return None if present is None else torch.stack([present[m] for m in names], 1)
 
     terms: dict[str, Any] = {}
     if cfg.name == "gram":
         roles = mods if (cfg.gram_anchors == "all" and not cfg.pure) else mods[:1]
-        terms["gram"] = sum(
-            gram_loss(emb[a], *[emb[m] for m in mods if m != a], temperature=temps["main"],
-                      label_smoothing=cfg.label_smoothing)
-            for a in roles) / len(roles)
+        parts = []
+        for a in roles:
+            order = [a] + [m for m in mods if m != a]
+            parts.append(gram_loss(*[emb[m] for m in order], temperature=temps["main"],
+                                   label_smoothing=cfg.label_smoothing, present=mask(order),
+                                   stop_gradient=cfg.stop_gradient))
+        terms["gram"] = sum(parts) / len(roles)
         total = terms["gram"]
     elif cfg.name == "pmrl":
-        t = pmrl_terms(*[emb[m] for m in mods], tau_sv=cfg.tau_sv, tau_reg=temps["main"])
+        t = pmrl_terms(*[emb[m] for m in mods], tau_sv=cfg.tau_sv, tau_reg=temps["main"],
+                       present=mask(mods))
         terms["sv"], terms["reg"] = t["sv"], t["reg"]
         total = t["sv"] + cfg.reg_weight * t["reg"]
     else:
         pairs = pair_list(mods, cfg.pairs)
         terms["infonce"] = sum(infonce_loss(emb[a], emb[b], temps["main"],
-                                            label_smoothing=cfg.label_smoothing)
+                                            label_smoothing=cfg.label_smoothing,
+                                            present=mask((a, b)))
                                for a, b in pairs) / len(pairs)
         total = terms["infonce"]
     if cfg.name != "infonce" and not cfg.pure and cfg.pair_weight > 0:
         pairs = pair_list(mods, cfg.pair_set)
         terms["pair"] = sum(infonce_loss(emb[a], emb[b], temps["pair"],
-                                         label_smoothing=cfg.label_smoothing)
+                                         label_smoothing=cfg.label_smoothing,
+                                         present=mask((a, b)))
                             for a, b in pairs) / len(pairs)
         weight = cfg.pair_weight
         if cfg.pair_decay:
@@ -85,18 +100,21 @@ def loss_terms(emb: dict, mods: list[str], cfg: LossConfig, temps: dict, progres
     return terms
 
 
-def diagnostics(emb: dict, mods: list[str]) -> dict[str, float]:
+def diagnostics(emb: dict, mods: list[str], present: dict | None = None) -> dict[str, float]:
     """Batch statistics that show how a run trains (or collapses): ``cos/a-b`` is the
-    mean cosine of matching rows of two modalities (alignment, signed), ``spread/m``
-    the mean cosine between different rows of one modality (1 = collapsed)."""
+    mean cosine of matching rows of two modalities (alignment, signed; over the clips
+    with both), ``spread/m`` the mean cosine between different rows of one modality
+    (1 = collapsed)."""
     import torch
 
     out = {}
     with torch.no_grad():
         for a, b in combinations(mods, 2):
-            out[f"cos/{a}-{b}"] = float((emb[a] * emb[b]).sum(-1).mean())
+            both = slice(None) if present is None else present[a] & present[b]
+            cos = (emb[a][both] * emb[b][both]).sum(-1)
+            out[f"cos/{a}-{b}"] = float(cos.mean()) if cos.numel() else float("nan")
         for m in mods:
-            x = emb[m].float()
+            x = emb[m].float() if present is None else emb[m][present[m]].float()
             n = x.shape[0]
             s = x.sum(0)
             out[f"spread/{m}"] = float(((s @ s) - n) / max(n * (n - 1), 1))
@@ -161,17 +179,23 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
         h = cfg.head
         model = AlignmentHeads({m: source.dims[m] for m in mods}, out_dim=h.out_dim, kind=h.kind,
                                hidden_dim=h.hidden_dim, dropout=h.dropout,
-                               input_norm=h.input_norm, temperatures=temperature_names(cfg.loss))
+                               input_norm=h.input_norm, temperatures=temperature_names(cfg.loss),
+                               temperature_form=cfg.loss.temperature_form)
         if h.input_norm == "standardize":
             for m in mods:
                 mean, std = input_statistics(source, m, clips["train"], rng)
                 model.heads[m].set_statistics(torch.from_numpy(mean).float(),
                                               torch.from_numpy(std).float())
         model.to(device)
-        for p in model.log_temperature.values():
+        for p in model.temperature_params.values():
             p.requires_grad_(cfg.loss.learn_temperature)
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 and p.requires_grad]
+        # raw temperatures are weight-decayed like the weights (the GRAM authors' setting)
+        raw = {id(p) for p in model.temperature_params.values()
+               if cfg.loss.temperature_form == "raw"}
+        decay = [p for n, p in model.named_parameters()
+                 if p.requires_grad and (p.ndim >= 2 or id(p) in raw)]
+        no_decay = [p for n, p in model.named_parameters()
+                    if p.ndim < 2 and p.requires_grad and id(p) not in raw]
         optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.optim.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -184,23 +208,35 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
         window: dict[str, list[float]] = {}
         step = 0
         loop_seconds = 0.0
+        has = {m: source.has(m) for m in mods}
+        train_modality_clips = {m: int(has[m][clips["train"]].sum()) for m in mods}
+        seen_clips = 0
         with open(log_path, "w", encoding="utf-8") as log:
-            log.write(f"# mmprep {__version__} train-head {cfg.loss.name}: {len(clips['train'])} "
-                      f"train / {len(clips['eval'])} eval clips, modalities {', '.join(mods)}, "
-                      f"{total_steps} steps of {batch_size}, device {device}, "
-                      f"data {'in memory' if source.in_memory else 'streamed'}\n")
+            log.write(json.dumps({
+                "event": "start", "mmprep_version": __version__, "loss": cfg.loss.name,
+                "recipe": cfg.recipe, "pure": cfg.loss.pure, "modalities": mods,
+                "train_clips": int(len(clips["train"])), "train_modality_clips":
+                train_modality_clips, "eval_clips": int(len(clips["eval"])),
+                "steps": total_steps, "batch_size": batch_size, "device": str(device),
+                "data": "in memory" if source.in_memory else "streamed"}) + "\n")
             bar = tqdm(total=total_steps, disable=not progress, unit="step",
                        desc=f"train-head {cfg.loss.name}", dynamic_ncols=True)
             for epoch in range(cfg.optim.epochs):
                 model.train()
                 t_epoch = time.perf_counter()
-                for batch in source.epoch_batches(clips["train"], batch_size, rng):
+                for batch, has_batch in source.epoch_batches(clips["train"], batch_size, rng):
                     x = {m: torch.from_numpy(v).to(device, non_blocking=True)
                          for m, v in batch.items()}
+                    present = None
+                    if not all(h.all() for h in has_batch.values()):
+                        present = {m: torch.from_numpy(h).to(device) for m, h in
+                                   has_batch.items()}
+                    seen_clips += len(next(iter(batch.values())))
                     with amp:
                         emb = model(x)
-                    temps = {n: model.temperature(n) for n in model.log_temperature}
-                    terms = loss_terms(emb, mods, cfg.loss, temps, step / max(1, total_steps))
+                    temps = {n: model.temperature(n) for n in model.temperature_params}
+                    terms = loss_terms(emb, mods, cfg.loss, temps, step / max(1, total_steps),
+                                       present)
                     optim.zero_grad(set_to_none=True)
                     terms["loss"].backward()
                     if cfg.optim.grad_clip:
@@ -214,9 +250,9 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
                     for k, v in terms.items():
                         window.setdefault(k, []).append(float(v))
                     if step % cfg.log_every == 0 or step == total_steps:
-                        rec = {"step": step, "epoch": epoch + 1,
+                        rec = {"event": "train", "step": step, "epoch": epoch + 1,
                                **{k: float(np.mean(v)) for k, v in window.items()},
-                               **diagnostics(emb, mods),
+                               **diagnostics(emb, mods, present),
                                "lr": sched.get_last_lr()[0],
                                **{f"tau_{n}": float(t.detach()) for n, t in temps.items()}}
                         if not math.isfinite(rec["loss"]):
@@ -232,14 +268,18 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
                 if cfg.data.eval_every and (epoch + 1) % cfg.data.eval_every == 0:
                     val = clips["val"][: cfg.data.val_max_clips]
                     res = evaluate(model, source, val, mods, device=device)
-                    rec = {"step": step, "epoch": epoch + 1, "val_mean_R@1": res.mean_r1}
+                    rec = {"event": "val", "step": step, "epoch": epoch + 1,
+                           "val_mean_R@1": res.mean_r1}
                     history.append(rec)
                     log.write(json.dumps(rec) + "\n")
             bar.close()
             train_seconds = time.perf_counter() - t_start
-            result = evaluate(model, source, clips["eval"], mods, device=device)
-            log.write(f"# eval on {len(clips['eval'])} clips: mean R@1 "
-                      f"{result.mean_r1:.4f}\n")
+            result = evaluate(model, source, clips["eval"], mods, device=device,
+                              complete_only=cfg.data.complete_only)
+            log.write(json.dumps({"event": "eval", "clips": result.clips,
+                                  "mean_R@1": result.mean_r1,
+                                  "R@1": {k: v["R@1"] for k, v in
+                                          {**result.pairs, **result.tuples}.items()}}) + "\n")
         split_desc = (f"holdout {cfg.data.holdout}" if cfg.data.holdout > 0
                       else cfg.data.eval_split)
         meta = {
@@ -258,7 +298,9 @@ def train_heads(features: str | Path, out_dir: str | Path, cfg: TrainHeadConfig,
         train_seconds=round(train_seconds, 2), loop_seconds=round(loop_seconds, 3),
         samples_per_second=round(step * batch_size / max(loop_seconds, 1e-9), 1),
         final_temperatures={n: float(model.temperature(n).detach())
-                            for n in model.log_temperature},
+                            for n in model.temperature_params},
+        recipe=cfg.recipe, train_modality_clips=train_modality_clips,
+        clips_per_epoch=seen_clips // cfg.optim.epochs,
         eval=result, history=history,
     )
     write_report(out_dir / "report.png", metrics)
