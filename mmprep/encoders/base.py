@@ -118,6 +118,7 @@ class MelInput:
     window_s: float | None = None
     mean: float | None = None  # the model's normalisation of raw log-mel: (x - mean) / std
     std: float | None = None
+    bins_multiple: int | None = None  # mel_bins must be a multiple of it (patch models)
     kind: str = "mel"
 
     def plan(self, meta: dict[str, Any], strict: bool) -> InputPlan:
@@ -150,6 +151,9 @@ class MelInput:
             have = audio.get(name)
             if want is not None and have is not None and abs(have - want) > 1e-6:
                 wrong.append(f"{name} {have!r} (needs {want!r})")
+        bins = audio.get("mel_bins")
+        if self.bins_multiple and bins is not None and bins % self.bins_multiple:
+            wrong.append(f"mel_bins {bins!r} (needs a multiple of {self.bins_multiple})")
         if wrong:
             raise MmprepError(
                 "the shards' audio features do not match the audio encoder: "

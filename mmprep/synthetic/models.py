@@ -100,3 +100,41 @@ def tiny_torchvision(folder: str | Path, arch: str = "mobilenet_v3_small") -> st
     path = folder / f"{arch}-random.pth"
     torch.save(torchvision.models.get_model(arch, weights=None).state_dict(), path)
     return f"torchvision:{arch}@{path}"
+
+
+# A small BEATs configuration with every feature of the published ones (deep norm, gated
+# relative position bias, a fine-tuned AudioSet-style predictor).
+TINY_BEATS_CFG = {
+    "input_patch_size": 16, "embed_dim": 16, "conv_bias": False, "encoder_layers": 2,
+    "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4,
+    "activation_fn": "gelu", "layer_norm_first": False, "deep_norm": True, "dropout": 0.0,
+    "attention_dropout": 0.0, "activation_dropout": 0.0, "encoder_layerdrop": 0.0,
+    "dropout_input": 0.0, "conv_pos": 16, "conv_pos_groups": 4,
+    "relative_position_embedding": True, "num_buckets": 32, "max_distance": 128,
+    "gru_rel_pos": True, "finetuned_model": True, "predictor_dropout": 0.0,
+    "predictor_class": 5,
+}
+
+
+def tiny_beats(folder: str | Path, *, seed: int = 0) -> str:
+    """A 2-layer BEATs checkpoint in Microsoft's layout: ``{"cfg": ..., "model": ...}``
+    with the official state-dict keys (``predictor.*`` included, no ESPnet helpers)."""
+    import torch
+    from openbeats.beats_encoder import BeatsEncoder
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    enc = BeatsEncoder(input_size=0, beats_config=dict(TINY_BEATS_CFG))
+    with torch.no_grad():  # non-trivial values everywhere (norms, biases, gates)
+        for name, p in enc.named_parameters():
+            if not name.endswith("_pad.weight"):
+                p.add_(torch.randn_like(p) * 0.05)
+    state = {k: v.clone() for k, v in enc.state_dict().items()
+             if k not in ("patch_embedding_pad.weight", "raw2fbank_pad.weight")}
+    dim, classes = TINY_BEATS_CFG["encoder_embed_dim"], TINY_BEATS_CFG["predictor_class"]
+    state["predictor.weight"] = torch.randn(classes, dim)
+    state["predictor.bias"] = torch.randn(classes)
+    path = folder / "BEATs_tiny_random.pt"
+    torch.save({"cfg": dict(TINY_BEATS_CFG), "model": state}, path)
+    return f"beats:{path}"
