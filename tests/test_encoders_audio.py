@@ -28,7 +28,6 @@ from mmprep.media.audio import log_mel
 from mmprep.presets import build_config
 from mmprep.synthetic import models
 
-pytest.importorskip("openbeats")
 # openbeats builds BEATs' position convolution with torch.nn.utils.weight_norm, as the
 # official checkpoints' weight_g / weight_v need.
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -51,6 +50,7 @@ BEATS_TOP_KEYS = {
 
 @pytest.fixture(scope="module")
 def beats_spec(tmp_path_factory):
+    pytest.importorskip("openbeats")
     return models.tiny_beats(tmp_path_factory.mktemp("beats"))
 
 
@@ -164,3 +164,118 @@ def test_beats_checkpoint_errors_name_the_file(beats_spec, tmp_path):
         load_encoder(f"beats:{wrong}", "audio")
     with pytest.raises(ConfigError, match="cannot encode video .it encodes: audio"):
         load_encoder(beats_spec, "video")
+
+
+# --- PANNs CNN14 -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def panns_ref():
+    """panns_inference's models.py (Kong's CNN14 with the torchlibrosa front end), imported
+    without its package ``__init__`` (which fetches a label file at import)."""
+    pytest.importorskip("torchlibrosa")
+    spec = importlib.util.find_spec("panns_inference")
+    if spec is None:
+        pytest.skip("panns_inference is not installed")
+    pkg = types.ModuleType("_panns_reference")
+    pkg.__path__ = list(spec.submodule_search_locations)
+    sys.modules["_panns_reference"] = pkg
+    try:
+        yield importlib.import_module("_panns_reference.models")
+    finally:
+        for name in [n for n in sys.modules if n.startswith("_panns_reference")]:
+            del sys.modules[name]
+
+
+def panns_audio(**extra):
+    values = {f"audio.{k}": v for k, v in extra.items()}
+    return build_config(ExtractConfig, "extract", pipeline="panns", values=values).audio
+
+
+@pytest.mark.parametrize("rate", [16000, 32000])
+def test_panns_matches_panns_inference_on_the_waveform(panns_ref, rate, tmp_path):
+    """The real-size CNN14 with random weights and statistics: mmprep's panns log-mel +
+    panns: == panns_inference's Cnn14 (torchlibrosa front end) on the same waveform."""
+    torch.manual_seed(rate)
+    ref = panns_ref.Cnn14(rate, rate * 32 // 1000, rate // 100, 64, 50,
+                          min(14000, rate // 2), 527)
+    with torch.no_grad():
+        for name, b in ref.named_buffers():
+            if name.endswith("running_mean"):
+                b.normal_(-20.0 if name.startswith("bn0") else 0.0, 1.0)
+            elif name.endswith("running_var"):
+                b.uniform_(0.5, 2.0).mul_(300.0 if name.startswith("bn0") else 1.0)
+        for name, p in ref.named_parameters():
+            if ".bn" in name or name.startswith("bn0"):
+                p.add_(torch.randn_like(p) * 0.1)
+    ref.eval()
+    path = tmp_path / ("Cnn14_mAP=0.431.pth" if rate == 32000 else "Cnn14_16k_mAP=0.438.pth")
+    torch.save({"model": ref.state_dict(), "iteration": 0}, path)
+    rng = np.random.default_rng(rate)
+    t = np.arange(int(1.5 * rate)) / rate
+    wave = (0.2 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(3 * t))
+            + 0.02 * rng.standard_normal(t.shape[0])).astype(np.float32)
+    with torch.no_grad():
+        want = ref(torch.from_numpy(wave)[None])["embedding"]
+        want_mel = ref.logmel_extractor(ref.spectrogram_extractor(torch.from_numpy(wave)[None]))
+    enc = load_encoder(f"panns:{path}", "audio")
+    assert enc.dim == 2048 and enc.input.sample_rate == rate
+    mel = log_mel(wave, panns_audio(sample_rate=rate))
+    np.testing.assert_allclose(mel, want_mel[0, 0].numpy(), atol=2e-3)
+    with torch.no_grad():
+        got = enc(torch.from_numpy(mel)[None])
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def panns_spec(tmp_path_factory):
+    return models.tiny_panns(tmp_path_factory.mktemp("panns"))
+
+
+def test_panns_end_to_end_on_panns_shards(sample_data, panns_spec, tmp_path):
+    shards = tmp_path / "shards"
+    cfg = build_config(ExtractConfig, "extract", pipeline="panns",
+                       values={"video.enabled": False, "audio.target_frames": 200})
+    extract(read_manifest(sample_data)[:3], shards, cfg, RunOptions(progress=False))
+    run_embed(shards, tmp_path / "f.h5", audio_encoder=panns_spec, strict=True)
+    audio = read_features(tmp_path / "f.h5").modalities["audio"]
+    assert audio.data.shape == (3, 24) and np.isfinite(audio.data).all()
+    assert audio.attrs["weights_sha256"] == sha256_files(
+        [Path(panns_spec.removeprefix("panns:"))])
+
+
+def test_panns_refuses_fbank_shards_and_the_other_rate(gram_vast_shards, panns_spec,
+                                                        tmp_path):
+    with pytest.raises(MmprepError, match=r"features 'fbank' \(needs 'panns'\)"):
+        run_embed(gram_vast_shards, tmp_path / "f.h5", audio_encoder=panns_spec)
+    enc32 = load_encoder(models.tiny_panns(tmp_path / "p32", sample_rate=32000), "audio")
+    meta = {"audio": {"sample_rate": 16000, "features": "panns", "mel_bins": 64,
+                      "waveform_scale": 1.0, "hop_s": 0.01, "window_s": 0.032,
+                      "mean": 0.0, "std": 1.0}}
+    with pytest.raises(MmprepError, match=r"sample_rate 16000 \(needs 32000\)"):
+        enc32.input.plan(meta, strict=False)
+
+
+def test_panns_checkpoint_errors_name_the_file(panns_spec, beats_spec, tmp_path):
+    good = Path(panns_spec.removeprefix("panns:"))
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(MmprepError, match=r"cut\.pth: cannot read the checkpoint"):
+        load_encoder(f"panns:{cut}", "audio")
+    beats_file = beats_spec.removeprefix("beats:")
+    with pytest.raises(MmprepError, match=r"BEATs_tiny_random\.pt: not a CNN14 checkpoint"):
+        load_encoder(f"panns:{beats_file}", "audio")
+    state = torch.load(good, weights_only=True)["model"]
+    odd = tmp_path / "odd_filters.pth"
+    torch.save({"model": {**state, "logmel_extractor.melW": state["logmel_extractor.melW"]
+                          * 2}}, odd)
+    with pytest.raises(MmprepError, match=r"odd_filters\.pth: the checkpoint's mel filters"):
+        load_encoder(f"panns:{odd}", "audio")
+    short = tmp_path / "cnn10.pth"
+    torch.save({"model": {k: v for k, v in state.items() if not k.startswith("fc1.")}}, short)
+    with pytest.raises(MmprepError, match=r"cnn10\.pth: not a CNN14 checkpoint"):
+        load_encoder(f"panns:{short}", "audio")
+    broken = tmp_path / "broken.pth"
+    torch.save({"model": {**state, "conv_block2.bn1.weight": torch.zeros(3)}}, broken)
+    with pytest.raises(MmprepError, match=r"broken\.pth: the state dict does not match CNN14"):
+        load_encoder(f"panns:{broken}", "audio")

@@ -138,3 +138,48 @@ def tiny_beats(folder: str | Path, *, seed: int = 0) -> str:
     path = folder / "BEATs_tiny_random.pt"
     torch.save({"cfg": dict(TINY_BEATS_CFG), "model": state}, path)
     return f"beats:{path}"
+
+
+def tiny_panns(folder: str | Path, *, sample_rate: int = 16000, seed: int = 0,
+               widths: tuple[int, ...] = (4, 8, 8, 16, 16, 32), dim: int = 24) -> str:
+    """A CNN14 checkpoint in the published layout (``{"model": state_dict}``, torchlibrosa
+    front end included: STFT kernels and Slaney mel filters for ``sample_rate``), with
+    narrow random conv blocks. ``widths=(64, 128, 256, 512, 1024, 2048), dim=2048`` is
+    the real size."""
+    import math
+
+    import torch
+
+    from mmprep.encoders.panns import Cnn14
+    from mmprep.media.audio import _panns_transform
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    n_fft = sample_rate * 32 // 1000
+    model = Cnn14(64, list(widths), dim)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.add_(torch.randn_like(p) * (0.1 if "bn" in name else 0.0))
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.normal_(0, 0.5 if name.startswith("bn0") else 0.05)
+            elif name.endswith("running_var"):
+                b.uniform_(0.5, 2.0).mul_(100.0 if name.startswith("bn0") else 1.0)
+    state = dict(model.state_dict())
+    n = torch.arange(n_fft, dtype=torch.float64)
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+    window = 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)  # periodic Hann
+    angle = 2 * math.pi * k * n / n_fft
+    state["spectrogram_extractor.stft.conv_real.weight"] = (
+        torch.cos(angle) * window).float()[:, None, :]
+    state["spectrogram_extractor.stft.conv_imag.weight"] = (
+        -torch.sin(angle) * window).float()[:, None, :]
+    fb = _panns_transform(sample_rate, n_fft, sample_rate // 100, 64).mel_scale.fb
+    state["logmel_extractor.melW"] = fb.clone()
+    state["fc_audioset.weight"] = torch.randn(527, dim) * 0.05
+    state["fc_audioset.bias"] = torch.zeros(527)
+    name = "Cnn14_mAP=0.431.pth" if sample_rate == 32000 else f"Cnn14_{sample_rate // 1000}k.pth"
+    path = folder / f"random-{name}"
+    torch.save({"model": state, "iteration": 0}, path)
+    return f"panns:{path}"
