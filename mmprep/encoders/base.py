@@ -194,12 +194,41 @@ def canonical_tokenizer(spec: str | None) -> str | None:
     if spec in TOKENIZERS:
         return "bert-base-uncased" if TOKENIZERS[spec] is _bert else spec
     path = Path(spec.removeprefix("hf:")).expanduser()
+    if path.is_dir() and _is_bert_base_uncased(path.resolve()):
+        return "bert-base-uncased"
     if path.is_dir():
         for name in ("tokenizer.json", "vocab.txt"):
             if (path / name).is_file():
                 path = path / name
                 break
     return "path:" + str(path.resolve())
+
+
+@functools.lru_cache(maxsize=32)
+def _is_bert_base_uncased(folder: Path) -> bool:
+    """A tokenizer folder equivalent to bert-base-uncased's (as downloaded from the hub):
+    the same ``vocab.txt``, lower-cased, and a WordPiece ``tokenizer.json`` if any."""
+    import json
+
+    from mmprep.media.text import _packaged_vocab
+
+    vocab = folder / "vocab.txt"
+    try:
+        if not vocab.is_file() or vocab.read_bytes() != _packaged_vocab().read_bytes():
+            return False
+        config_file = folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text("utf-8")) if config_file.is_file() else {}
+        if config.get("do_lower_case", True) is not True:
+            return False
+        tok_file = folder / "tokenizer.json"
+        if tok_file.is_file():
+            tok = json.loads(tok_file.read_text("utf-8"))
+            norm, model = tok.get("normalizer") or {}, tok.get("model") or {}
+            if model.get("type") != "WordPiece" or norm.get("lowercase") is not True:
+                return False
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,12 @@ def _small(**extra) -> dict:
             "num_attention_heads": 2, **extra}
 
 
-def tiny_hf_bert(folder: str | Path, *, max_positions: int = 64) -> str:
-    """A 2-layer BERT with the packaged BERT-uncased WordPiece tokenizer.json."""
+def tiny_hf_bert(folder: str | Path, *, max_positions: int = 64,
+                 like_bert_base_uncased: bool = False) -> str:
+    """A 2-layer BERT with the packaged BERT-uncased WordPiece tokenizer.json; with
+    ``like_bert_base_uncased`` the tokenizer is saved as bert-base-uncased's folder is
+    (``vocab.txt``, ``tokenizer.json``, ``tokenizer_config.json``: what
+    ``huggingface-cli download bert-base-uncased`` gives) and 512 positions."""
     from tokenizers import BertWordPieceTokenizer
 
     from mmprep.media.text import _packaged_vocab
@@ -33,8 +37,37 @@ def tiny_hf_bert(folder: str | Path, *, max_positions: int = 64) -> str:
     BertConfig, BertModel = t.BertConfig, t.BertModel
 
     folder = Path(folder)
+    if like_bert_base_uncased:
+        max_positions = 512
     BertModel(BertConfig(**_small(max_position_embeddings=max_positions))).save_pretrained(
         folder)
+    if like_bert_base_uncased:
+        t.BertTokenizerFast(vocab_file=str(_packaged_vocab()), do_lower_case=True
+                            ).save_pretrained(folder)
+        (folder / "vocab.txt").write_bytes(_packaged_vocab().read_bytes())
+    else:
+        BertWordPieceTokenizer(str(_packaged_vocab()), lowercase=True).save(
+            str(folder / "tokenizer.json"))
+    return f"hf:{folder}"
+
+
+def tiny_hf_clap(folder: str | Path) -> str:
+    """A tiny CLAP (RoBERTa-style text tower + HTS-AT audio tower), with the packaged
+    BERT-uncased tokenizer.json for its text (CLAP's own BPE files need a download)."""
+    from tokenizers import BertWordPieceTokenizer
+
+    from mmprep.media.text import _packaged_vocab
+
+    t = _quiet_transformers()
+    folder = Path(folder)
+    config = t.ClapConfig(
+        text_config=_small(vocab_size=30522, max_position_embeddings=66, pad_token_id=0),
+        audio_config={"hidden_size": 32, "depths": [1, 1], "num_attention_heads": [2, 2],
+                      "window_size": 4, "spec_size": 64, "patch_size": 4,
+                      "num_mel_bins": 64, "patch_embeds_hidden_size": 16,
+                      "projection_hidden_size": 32},
+        projection_dim=16)
+    t.ClapModel(config).save_pretrained(folder)
     BertWordPieceTokenizer(str(_packaged_vocab()), lowercase=True).save(
         str(folder / "tokenizer.json"))
     return f"hf:{folder}"
@@ -86,6 +119,33 @@ def tiny_open_clip(folder: str | Path, *, image_size: int = 32) -> str:
     open_clip.add_model_config(cfg_path)
     model = open_clip.create_model("mmprep-tiny-clip", pretrained=None)
     ckpt = folder / "tiny_clip.pt"
+    torch.save(model.state_dict(), ckpt)
+    return f"open_clip:{cfg_path}@{ckpt}"
+
+
+def tiny_eva_clip(folder: str | Path) -> str:
+    """An EVA-CLIP in open_clip's EVA02 layout (``custom_text``, timm EVA02 vision trunk
+    whose head is the projection, as ``EVA02-B-16``), at timm's smallest EVA02
+    (``eva02_tiny_patch14_224``, 224 px) with a 1-layer text tower."""
+    import open_clip
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 224, "timm_model_name": "eva02_tiny_patch14_224",
+                       "timm_model_pretrained": False, "timm_pool": "token",
+                       "timm_proj": None},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                     "layers": 1},
+        "custom_text": True,
+    }
+    cfg_path = folder / "mmprep-tiny-eva02.json"
+    cfg_path.write_text(json.dumps(config))
+    open_clip.add_model_config(cfg_path)
+    model = open_clip.create_model("mmprep-tiny-eva02", pretrained=None)
+    ckpt = folder / "tiny_eva02.pt"
     torch.save(model.state_dict(), ckpt)
     return f"open_clip:{cfg_path}@{ckpt}"
 
