@@ -115,3 +115,21 @@ def test_real_eva02_b16_architecture_from_a_local_checkpoint(gv_shards, tmp_path
                     f"open_clip:EVA02-B-16@{ckpt}")
     assert res.exit_code == 0, res.output
     assert read_features(tmp_path / "e.h5").modalities["video"].dim == 512
+
+
+def test_a_bert_base_uncased_folder_is_recognised_only_when_equivalent(tmp_path):
+    from mmprep.encoders.base import canonical_tokenizer
+
+    folder = models.tiny_hf_bert(tmp_path / "b", like_bert_base_uncased=True)[3:]
+    assert canonical_tokenizer(folder) == "bert-base-uncased"
+    plain = models.tiny_hf_bert(tmp_path / "p")[3:]  # tokenizer.json only: its own spec
+    assert canonical_tokenizer(plain) == f"path:{tmp_path / 'p' / 'tokenizer.json'}"
+    for name, edit in (("cased", lambda d: (d / "tokenizer_config.json").write_text(
+                            json.dumps({"do_lower_case": False}))),
+                       ("vocab", lambda d: (d / "vocab.txt").write_text("[PAD]\nhello\n")),
+                       ("empty", lambda d: (d / "tokenizer.json").write_text(
+                           (d / "tokenizer.json").read_text().replace('"[UNK]": 100,', "")))):
+        copy = tmp_path / name
+        models.tiny_hf_bert(copy, like_bert_base_uncased=True)
+        edit(copy)
+        assert canonical_tokenizer(str(copy)).startswith("path:"), name

@@ -224,7 +224,9 @@ def _is_bert_base_uncased(folder: Path) -> bool:
         if tok_file.is_file():
             tok = json.loads(tok_file.read_text("utf-8"))
             norm, model = tok.get("normalizer") or {}, tok.get("model") or {}
-            if model.get("type") != "WordPiece" or norm.get("lowercase") is not True:
+            words = vocab.read_text("utf-8").splitlines()
+            if (model.get("type") != "WordPiece" or norm.get("lowercase") is not True
+                    or model.get("vocab") != {w: i for i, w in enumerate(words)}):
                 return False
     except (OSError, ValueError, AttributeError):
         return False

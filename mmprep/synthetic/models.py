@@ -41,13 +41,13 @@ def tiny_hf_bert(folder: str | Path, *, max_positions: int = 64,
         max_positions = 512
     BertModel(BertConfig(**_small(max_position_embeddings=max_positions))).save_pretrained(
         folder)
+    BertWordPieceTokenizer(str(_packaged_vocab()), lowercase=True).save(
+        str(folder / "tokenizer.json"))
     if like_bert_base_uncased:
-        t.BertTokenizerFast(vocab_file=str(_packaged_vocab()), do_lower_case=True
-                            ).save_pretrained(folder)
         (folder / "vocab.txt").write_bytes(_packaged_vocab().read_bytes())
-    else:
-        BertWordPieceTokenizer(str(_packaged_vocab()), lowercase=True).save(
-            str(folder / "tokenizer.json"))
+        (folder / "tokenizer_config.json").write_text(json.dumps(
+            {"do_lower_case": True, "model_max_length": 512,
+             "tokenizer_class": "BertTokenizer"}))
     return f"hf:{folder}"
 
 
@@ -176,27 +176,37 @@ TINY_BEATS_CFG = {
 }
 
 
-def tiny_beats(folder: str | Path, *, seed: int = 0) -> str:
+# The architecture of the published BEATs_iter3 / BEATs_iter3_plus_AS2M checkpoints.
+BEATS_ITER3_CFG = {
+    **TINY_BEATS_CFG, "embed_dim": 512, "encoder_layers": 12, "encoder_embed_dim": 768,
+    "encoder_ffn_embed_dim": 3072, "encoder_attention_heads": 12, "conv_pos": 128,
+    "conv_pos_groups": 16, "num_buckets": 320, "max_distance": 800, "predictor_class": 527,
+}
+
+
+def tiny_beats(folder: str | Path, *, seed: int = 0, real_size: bool = False) -> str:
     """A 2-layer BEATs checkpoint in Microsoft's layout: ``{"cfg": ..., "model": ...}``
-    with the official state-dict keys (``predictor.*`` included, no ESPnet helpers)."""
+    with the official state-dict keys (``predictor.*`` included, no ESPnet helpers);
+    ``real_size``: BEATs_iter3's architecture (90M parameters, for benchmarks)."""
     import torch
     from openbeats.beats_encoder import BeatsEncoder
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    enc = BeatsEncoder(input_size=0, beats_config=dict(TINY_BEATS_CFG))
+    cfg = dict(BEATS_ITER3_CFG if real_size else TINY_BEATS_CFG)
+    enc = BeatsEncoder(input_size=0, beats_config=cfg)
     with torch.no_grad():  # non-trivial values everywhere (norms, biases, gates)
         for name, p in enc.named_parameters():
             if not name.endswith("_pad.weight"):
                 p.add_(torch.randn_like(p) * 0.05)
     state = {k: v.clone() for k, v in enc.state_dict().items()
              if k not in ("patch_embedding_pad.weight", "raw2fbank_pad.weight")}
-    dim, classes = TINY_BEATS_CFG["encoder_embed_dim"], TINY_BEATS_CFG["predictor_class"]
+    dim, classes = cfg["encoder_embed_dim"], cfg["predictor_class"]
     state["predictor.weight"] = torch.randn(classes, dim)
     state["predictor.bias"] = torch.randn(classes)
-    path = folder / "BEATs_tiny_random.pt"
-    torch.save({"cfg": dict(TINY_BEATS_CFG), "model": state}, path)
+    path = folder / ("BEATs_iter3_random.pt" if real_size else "BEATs_tiny_random.pt")
+    torch.save({"cfg": cfg, "model": state}, path)
     return f"beats:{path}"
 
 
