@@ -256,6 +256,22 @@ def test_panns_refuses_fbank_shards_and_the_other_rate(gram_vast_shards, panns_s
         enc32.input.plan(meta, strict=False)
 
 
+def test_panns_training_checkpoint_with_numpy_state_loads(panns_spec, tmp_path):
+    """The published files are training checkpoints: numpy arrays (a sampler's random
+    state) next to the weights load; other pickled objects do not."""
+    good = Path(panns_spec.removeprefix("panns:"))
+    state = torch.load(good, weights_only=True)["model"]
+    full = tmp_path / "Cnn14_16k_mAP=0.438.pth"
+    torch.save({"iteration": 100, "model": state,
+                "sampler": {"random_state": np.random.RandomState(0).get_state(),
+                            "indexes": np.arange(5), "scale": np.float64(1.0)}}, full)
+    assert load_encoder(f"panns:{full}", "audio").dim == 24
+    odd = tmp_path / "pickled.pth"
+    torch.save({"model": state, "extra": Path("x")}, odd)
+    with pytest.raises(MmprepError, match=r"pickled\.pth: cannot read the checkpoint"):
+        load_encoder(f"panns:{odd}", "audio")
+
+
 def test_panns_checkpoint_errors_name_the_file(panns_spec, beats_spec, tmp_path):
     good = Path(panns_spec.removeprefix("panns:"))
     cut = tmp_path / "cut.pth"

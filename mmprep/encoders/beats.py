@@ -55,10 +55,43 @@ def _openbeats():
     return beats_encoder
 
 
-def read_checkpoint(path: Path, family: str, expected: str) -> Any:
-    """``torch.load`` of a checkpoint file, with one clear line for a damaged file."""
+def _numpy_globals(path: Path) -> list | None:
+    """The numpy types a checkpoint pickles (training checkpoints often hold numpy
+    arrays, e.g. a sampler's random state), or None if it needs anything else."""
+    import importlib
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - unreadable: the caller reports the first error
+        return None
+    found = []
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        if module.split(".")[0] != "numpy":
+            return None
+        try:
+            found.append(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError):
+            return None
+    if found:  # arrays unpickle their dtype's class too
+        import numpy as np
+
+        found += [getattr(np.dtypes, n) for n in getattr(np.dtypes, "__all__", [])]
+    return found
+
+
+def read_checkpoint(path: Path, family: str, expected: str) -> Any:
+    """``torch.load`` of a checkpoint file (tensors, plain data and numpy arrays only,
+    never arbitrary pickled objects), with one clear line for a damaged file."""
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            allowed = _numpy_globals(path)
+            if not allowed:
+                raise
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError,
             OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
