@@ -41,7 +41,8 @@ EXTRACT_OPTIONS = [
     ConfigOption(("--no-audio",), "audio.enabled", "Skip audio features.", flag_value=False),
     ConfigOption(("--sample-rate",), "audio.sample_rate", "Resample audio to this rate.", int),
     ConfigOption(("--mel",), "audio.features",
-                 "fbank: Kaldi-compatible filter banks; melspectrogram: torchaudio + log."),
+                 "fbank: Kaldi-compatible filter banks; melspectrogram: torchaudio + log; "
+                 "panns: PANNs CNN14's log-mel (dB, Slaney filters 50 Hz-14 kHz)."),
     ConfigOption(("--mel-bins",), "audio.mel_bins", "Number of mel bins.", int),
     ConfigOption(("--mel-window-ms",), "audio.window_ms", "Analysis window (ms).", float),
     ConfigOption(("--mel-hop-ms",), "audio.hop_ms", "Hop between frames (ms).", float),

@@ -7,6 +7,8 @@ Spec syntax::
     torchvision:ARCH[@WEIGHTS.pth]      torchvision model + local state dict
     open_clip:ARCH[@CHECKPOINT]         open_clip model (or ARCH = a config .json) + checkpoint
     hf:DIR                              transformers model saved in DIR (save_pretrained)
+    beats:CHECKPOINT.pt                 Microsoft BEATs checkpoint ({"cfg", "model"})
+    panns:CHECKPOINT.pth                PANNs CNN14 checkpoint (16 or 32 kHz)
 
 The part before ``:`` (or the whole spec) names a registry entry; what follows is the
 architecture, and after the first ``@`` a weights path. Nothing is ever downloaded: a
@@ -50,6 +52,12 @@ ENCODERS: dict[str, EncoderFamily] = {
     "hf": EncoderFamily(
         "mmprep.encoders.hf:load_hf", ("video", "audio", "text"), "hf:DIR",
         "transformers AutoModel saved locally: CLIP, ViT, AST, CLAP (text), BERT-like"),
+    "beats": EncoderFamily(
+        "mmprep.encoders.beats:load_beats", ("audio",), "beats:CHECKPOINT.pt",
+        "BEATs (official checkpoint): mean patch token on the gram-vast fbank"),
+    "panns": EncoderFamily(
+        "mmprep.encoders.panns:load_panns", ("audio",), "panns:CHECKPOINT.pth",
+        "PANNs CNN14 (16/32 kHz checkpoint): 2048-d embedding on the panns log-mel"),
 }
 
 
@@ -62,7 +70,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
     if not sep or family not in ENCODERS or family in ("minilm", "efficientnet-lite0"):
         names = ", ".join(f.syntax for f in ENCODERS.values())
         raise ConfigError(f"unknown encoder {spec!r} (known: {names})")
-    if family == "hf":
+    if family in ("hf", "beats", "panns"):  # the rest is one path
         return family, rest, None
     arch, _, path = rest.partition("@")
     return family, arch or None, path or None

@@ -118,6 +118,7 @@ class MelInput:
     window_s: float | None = None
     mean: float | None = None  # the model's normalisation of raw log-mel: (x - mean) / std
     std: float | None = None
+    bins_multiple: int | None = None  # mel_bins must be a multiple of it (patch models)
     kind: str = "mel"
 
     def plan(self, meta: dict[str, Any], strict: bool) -> InputPlan:
@@ -150,6 +151,9 @@ class MelInput:
             have = audio.get(name)
             if want is not None and have is not None and abs(have - want) > 1e-6:
                 wrong.append(f"{name} {have!r} (needs {want!r})")
+        bins = audio.get("mel_bins")
+        if self.bins_multiple and bins is not None and bins % self.bins_multiple:
+            wrong.append(f"mel_bins {bins!r} (needs a multiple of {self.bins_multiple})")
         if wrong:
             raise MmprepError(
                 "the shards' audio features do not match the audio encoder: "
@@ -190,12 +194,43 @@ def canonical_tokenizer(spec: str | None) -> str | None:
     if spec in TOKENIZERS:
         return "bert-base-uncased" if TOKENIZERS[spec] is _bert else spec
     path = Path(spec.removeprefix("hf:")).expanduser()
+    if path.is_dir() and _is_bert_base_uncased(path.resolve()):
+        return "bert-base-uncased"
     if path.is_dir():
         for name in ("tokenizer.json", "vocab.txt"):
             if (path / name).is_file():
                 path = path / name
                 break
     return "path:" + str(path.resolve())
+
+
+@functools.lru_cache(maxsize=32)
+def _is_bert_base_uncased(folder: Path) -> bool:
+    """A tokenizer folder equivalent to bert-base-uncased's (as downloaded from the hub):
+    the same ``vocab.txt``, lower-cased, and a WordPiece ``tokenizer.json`` if any."""
+    import json
+
+    from mmprep.media.text import _packaged_vocab
+
+    vocab = folder / "vocab.txt"
+    try:
+        if not vocab.is_file() or vocab.read_bytes() != _packaged_vocab().read_bytes():
+            return False
+        config_file = folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text("utf-8")) if config_file.is_file() else {}
+        if config.get("do_lower_case", True) is not True:
+            return False
+        tok_file = folder / "tokenizer.json"
+        if tok_file.is_file():
+            tok = json.loads(tok_file.read_text("utf-8"))
+            norm, model = tok.get("normalizer") or {}, tok.get("model") or {}
+            words = vocab.read_text("utf-8").splitlines()
+            if (model.get("type") != "WordPiece" or norm.get("lowercase") is not True
+                    or model.get("vocab") != {w: i for i, w in enumerate(words)}):
+                return False
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -148,9 +148,11 @@ def load_hf(spec: str, modality: str, arch: str | None, path: str | None) -> Enc
                        notes="CLIP image features (projected)")
     if mtype in ("clip", "clap") and modality == "text":
         tc = config.text_config
+        # CLAP's RoBERTa-style positions start after the padding id
+        offset = int(getattr(tc, "pad_token_id", 0) or 0) + 1 if mtype == "clap" else 0
         return Encoder(**common, dim=config.projection_dim,
                        input=TokenInput(_tokenizer_spec(folder, mtype, tc.vocab_size),
-                                        tc.max_position_embeddings,
+                                        tc.max_position_embeddings - offset,
                                         vocab_size=tc.vocab_size),
                        forward=lambda m, ids, mask: pooled(
                            m.get_text_features(input_ids=ids, attention_mask=mask)),

@@ -53,6 +53,7 @@ EXTRAS: list[tuple[str, str, str, str]] = [
     ("ray", "ray", "ray", "--executor ray"),
     ("open_clip", "open_clip_torch", "clip", "open_clip encoders, the clip tokenizer"),
     ("transformers", "transformers", "hf", "hf: encoders, minilm"),
+    ("openbeats", "openbeats", "audio-encoders", "beats: encoders (BEATs checkpoints)"),
     ("pyarrow", "pyarrow", "parquet", "Parquet manifests"),
     ("datasets", "datasets", "test", "Hugging Face datasets (tests)"),
 ]

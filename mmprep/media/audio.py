@@ -1,7 +1,10 @@
 """Audio: decode with PyAV, downmix to mono and resample (libswresample), log-mel features.
 
-Features are either Kaldi-compatible filter banks (``torchaudio.compliance.kaldi.fbank``)
-or ``torchaudio.transforms.MelSpectrogram`` followed by a log; both are normalised as
+Features are either Kaldi-compatible filter banks (``torchaudio.compliance.kaldi.fbank``),
+``torchaudio.transforms.MelSpectrogram`` followed by a log, or PANNs' log-mel (``panns``:
+the torchlibrosa front end of CNN14, Hann window of ``window_ms`` with n_fft = window,
+centred reflect-padded frames, Slaney mel filters from 50 Hz to min(14 kHz, rate / 2),
+10 log10 of the power, floored at 1e-10); all are normalised as
 ``(x - mean) / std`` and returned as (frames, mel_bins) float arrays, optionally cut into
 fixed-length slices.
 """
@@ -29,11 +32,11 @@ class AudioConfig:
 
     enabled: bool = True
     sample_rate: int = 16000
-    features: Literal["fbank", "melspectrogram"] = "fbank"
+    features: Literal["fbank", "melspectrogram", "panns"] = "fbank"
     mel_bins: int = 64
     window_ms: float = 25.0
     hop_ms: float = 10.0
-    n_fft: int | None = None  # melspectrogram: default next power of two >= window
+    n_fft: int | None = None  # melspectrogram: next power of two >= window; panns: window
     window: Literal["povey", "hanning", "hamming", "rectangular", "blackman"] = "povey"
     waveform_scale: float = 1.0  # 32768 puts [-1, 1] audio in the int16 range Kaldi expects
     dither: float = 0.0
@@ -235,6 +238,22 @@ class _Blocks:
         self.flush()
         self._take(self.resampler.resample(None))
         return self.out
+PANNS_FMIN = 50.0  # PANNs CNN14's mel range: 50 Hz to min(14 kHz, Nyquist)
+
+
+def panns_fmax(sample_rate: int) -> float:
+    return min(14000.0, sample_rate / 2)
+
+
+@functools.lru_cache(maxsize=8)
+def _panns_transform(sample_rate: int, n_fft: int, hop: int, n_mels: int):
+    import torchaudio
+
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft, hop_length=hop,
+        f_min=PANNS_FMIN, f_max=panns_fmax(sample_rate), n_mels=n_mels, power=2.0,
+        center=True, pad_mode="reflect", norm="slaney", mel_scale="slaney",
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -270,6 +289,10 @@ def log_mel(samples: np.ndarray, cfg: AudioConfig) -> np.ndarray:
                 dither=cfg.dither,
                 window_type=cfg.window,
             )
+        elif cfg.features == "panns":
+            mel = _panns_transform(cfg.sample_rate, cfg.n_fft or win, cfg.hop_samples,
+                                   cfg.mel_bins)
+            feats = 10.0 * torch.log10(torch.clamp(mel(wave), min=1e-10)).T
         else:
             n_fft = cfg.n_fft or 1 << max(0, math.ceil(math.log2(win)))
             mel = _mel_transform(cfg.sample_rate, n_fft, win, cfg.hop_samples, cfg.mel_bins)
