@@ -369,7 +369,7 @@ def check_gpu(ctx: Context) -> Check:
     data: dict[str, Any] = {"nvdec": nvdec, "hwdevices": hw}
     if nvdec or "cuda" in hw:
         video = (f"FFmpeg has NVDEC ({', '.join(nvdec) or 'cuda hwdevice'}); "
-                 "mmprep decodes video on the CPU")
+                 "--set video.hwaccel=cuda decodes on it, with a CPU fallback")
     else:
         video = "FFmpeg has no NVDEC; mmprep decodes video on the CPU"
     why = _step_failure(step, probe, "torch.cuda")
