@@ -9,6 +9,7 @@ that does not import or cannot open the file is skipped with a note.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,60 @@ def pyav_decode_all(path, times, size, threads) -> Frames:
     return [_reformat(f, size) for f in picked], count
 
 
+def floor_frames(path, times, size, threads) -> Frames:
+    """The floor: decode only up to each target, non-reference frames skipped. A plain
+    PyAV loop (not mmprep's sampler): seek to the keyframe before a target when it lies
+    ahead of what is decoded, feed packets more than two frame steps before the target
+    with ``skip_frame="NONREF"``, decode the rest in full up to the first frame after the
+    target, and convert only the frame shown (one ``reformat`` to the output size)."""
+    import av
+
+    out, count = [], 0
+    with av.open(str(path)) as container:
+        st = container.streams.video[0]
+        ctx = st.codec_context
+        ctx.thread_count = threads
+        if threads != 1:
+            ctx.thread_type = "AUTO"
+        origin, tb = st.start_time or 0, float(st.time_base)
+        window = 2.0 / float(st.average_rate or 25)
+        entries = st.index_entries
+        if sum(e.is_keyframe for e in entries) < 2:  # Matroska: cues load on a seek
+            container.seek(origin, stream=st, backward=True)
+            entries = st.index_entries
+        # MP4 indexes decode times; shifted by the first one they are presentation times.
+        shift = origin - entries[0].timestamp if entries and entries[0].timestamp < origin else 0
+        seeks = sorted(e.timestamp + shift for e in entries if e.is_keyframe)
+        keys = [(s - origin) * tb for s in seeks]
+        target = 0.0
+
+        def decoded():
+            nonlocal count
+            for packet in container.demux(st):
+                if packet.pts is not None:
+                    early = (packet.pts - origin) * tb < target - window
+                    ctx.skip_frame = "NONREF" if early else "DEFAULT"
+                for frame in packet.decode():
+                    count += 1
+                    yield (frame.pts - origin) * tb, frame
+
+        frames, shown, ahead = decoded(), None, None
+        for target in times:
+            k = bisect.bisect_right(keys, target + 1e-6) - 1
+            pos = ahead or shown
+            if k >= 0 and (pos is None or keys[k] > pos[0] + 1e-6):
+                container.seek(seeks[k], stream=st, backward=True)
+                frames, shown, ahead = decoded(), None, None
+            while (item := ahead or next(frames, None)) is not None:
+                ahead = None
+                if item[0] > target + 1e-6:
+                    ahead = item
+                    break
+                shown = item
+            out.append(_reformat((shown or ahead)[1], size))
+    return out, count
+
+
 def _torchcodec(mode: str):
     def run(path, times, size, threads) -> Frames:
         from torchcodec.decoders import VideoDecoder
@@ -124,6 +179,7 @@ METHODS = [
     Method("mmprep, no skipping", _mmprep(False)),
     Method("mmprep NVDEC", _mmprep(True, "cuda"), "cuda"),
     Method("PyAV decode-all", pyav_decode_all),
+    Method("floor", floor_frames),
     Method("torchcodec exact", _torchcodec("exact"), "torchcodec"),
     Method("torchcodec approx", _torchcodec("approximate"), "torchcodec"),
     Method("decord", decord_frames, "decord"),
