@@ -29,8 +29,12 @@ class Method:
     needs: str | None = None  # module the method imports, "cuda" (None: mmprep's own)
 
 
-def _mmprep(skip: bool, hwaccel: str = "none"):
+def _mmprep(skip: bool, hwaccel: str = "none", threads_as: int | None = None):
+    """mmprep's sampler; ``threads_as``: decoder threads regardless of the run's setting
+    (0: FFmpeg's automatic count)."""
+
     def run(path, times, size, threads) -> Frames:
+        threads = threads if threads_as is None else threads_as
         cfg = VideoConfig(num_frames=len(times), size=None if size is None else min(size),
                           resize="none" if size is None else "shorter-side",
                           interpolation="bilinear", threads=threads, skip_nonref=skip,
@@ -177,6 +181,7 @@ def opencv_frames(path, times, size, threads) -> Frames:
 METHODS = [
     Method("mmprep", _mmprep(True)),
     Method("mmprep, no skipping", _mmprep(False)),
+    Method("mmprep, threads auto", _mmprep(True, threads_as=0)),
     Method("mmprep NVDEC", _mmprep(True, "cuda"), "cuda"),
     Method("PyAV decode-all", pyav_decode_all),
     Method("floor", floor_frames),

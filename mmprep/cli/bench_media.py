@@ -120,14 +120,21 @@ def _suite(video, frames, threads, rounds, scale, only, as_json) -> None:
               help="Clip length.")
 @click.option("--pipeline", default="gram-vast", show_default=True, help="Extract preset.")
 @click.option("--no-ffmpeg", is_flag=True, help="Skip the ffmpeg shell-loop baseline.")
+@click.option("--no-script", is_flag=True,
+              help="Skip the torchcodec + torchaudio + webdataset script baseline.")
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(1),
+              help="Interleaved rounds (mmprep, then each baseline); medians reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @handle_errors
-def extract(clips, seconds, pipeline, no_ffmpeg, as_json):
+def extract(clips, seconds, pipeline, no_ffmpeg, no_script, repeat, as_json):
     """Extract throughput (clips/s, MB/s) on one CPU core, against a loop of ffmpeg
-    commands writing each clip's frames (JPEG) and audio (16 kHz WAV) on the same core."""
+    commands writing each clip's frames (JPEG) and audio (16 kHz WAV) and against the
+    same job scripted with torchcodec + torchaudio + webdataset (mmprep[bench]), on the
+    same core."""
     from mmprep.bench.extract import bench_extract
 
-    r = bench_extract(clips, seconds=seconds, pipeline=pipeline, ffmpeg=not no_ffmpeg)
+    r = bench_extract(clips, seconds=seconds, pipeline=pipeline, ffmpeg=not no_ffmpeg,
+                      script=not no_script, repeat=repeat)
     rows = [
         ("clips", f"{r.clips} x {r.clip_seconds} s ({r.input_mb} MB), "
                   f"pipeline {r.pipeline}, core {r.core}"),
@@ -138,6 +145,12 @@ def extract(clips, seconds, pipeline, no_ffmpeg, as_json):
         rows.append(("ffmpeg shell loop", f"{r.ffmpeg_loop_s:.2f} s: "
                                           f"{r.ffmpeg_loop_clips_per_s:.2f} clips/s -> "
                                           f"mmprep is {r.speedup_vs_ffmpeg_loop:.2f}x faster"))
+    if r.script_s is not None:
+        rows.append(("torchcodec script", f"{r.script_s:.2f} s: {r.script_clips_per_s:.2f} "
+                                          f"clips/s -> mmprep is {r.speedup_vs_script:.2f}x "
+                                          f"faster (goal >= 1.2x)"))
+    else:
+        rows.append(("torchcodec script", f"skipped ({r.script_skipped})"))
     rows.append(("machine", r.machine))
     _print(r, as_json, rows)
 
