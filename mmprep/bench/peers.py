@@ -47,11 +47,19 @@ def _mmprep(skip: bool, hwaccel: str = "none", threads_as: int | None = None):
     return run
 
 
+_SCALER: list = []  # one VideoReformatter, kept: it reuses its scaler context
+
+
 def _reformat(frame, size: Size) -> np.ndarray:
+    """Colour conversion and scaling in one pass, only for frames kept."""
     if size is None:
         return frame.to_ndarray(format="rgb24")
-    return frame.reformat(width=size[0], height=size[1], format="rgb24",
-                          interpolation="BILINEAR", threads=1).to_ndarray()
+    if not _SCALER:
+        from av.video.reformatter import VideoReformatter
+
+        _SCALER.append(VideoReformatter())
+    return _SCALER[0].reformat(frame, width=size[0], height=size[1], format="rgb24",
+                               interpolation="BILINEAR", threads=1).to_ndarray()
 
 
 def pyav_decode_all(path, times, size, threads) -> Frames:
