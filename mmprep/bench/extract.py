@@ -102,15 +102,23 @@ def torchcodec_script(samples, cfg, out: Path) -> None:
     tok.enable_truncation(cfg.text.max_length)
     tok.enable_padding(length=cfg.text.max_length)
     out.mkdir(parents=True, exist_ok=True)
+    src_size, resize = None, None  # the resize chosen for the previous clip's size
+
+    def open_video(path, resize):
+        return VideoDecoder(path, dimension_order="NHWC", num_ffmpeg_threads=1,
+                            seek_mode="approximate",
+                            transforms=None if resize is None else [Resize(size=resize)])
+
     with wds.TarWriter(str(out / "shard-000000.tar")) as sink:
         for s in samples:
-            dec = VideoDecoder(s.source, dimension_order="NHWC", num_ffmpeg_threads=1,
-                               seek_mode="approximate")
-            w, h = dec.metadata.width, dec.metadata.height
-            scale = size / min(w, h)
-            rw, rh = max(size, round(w * scale)), max(size, round(h * scale))
-            dec = VideoDecoder(s.source, dimension_order="NHWC", num_ffmpeg_threads=1,
-                               seek_mode="approximate", transforms=[Resize(size=(rh, rw))])
+            # Opened once per clip while clips share a size (reopened when it changes).
+            dec = open_video(s.source, resize)
+            if (dec.metadata.width, dec.metadata.height) != src_size:
+                w, h = src_size = dec.metadata.width, dec.metadata.height
+                scale = size / min(w, h)
+                resize = (max(size, round(h * scale)), max(size, round(w * scale)))
+                dec = open_video(s.source, resize)
+            rh, rw = resize
             dur = dec.metadata.duration_seconds
             times = [(i + 0.5) * dur / v.num_frames for i in range(v.num_frames)]
             frames = dec.get_frames_played_at(seconds=times).data.numpy()
