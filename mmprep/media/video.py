@@ -46,7 +46,7 @@ class VideoConfig:
     # recorded for trainers (pixels stay uint8); a name from media.norms (clip, imagenet)
     mean: tuple[float, float, float] | str | None = None
     std: tuple[float, float, float] | str | None = None
-    threads: int | None = None  # decoder threads (0: FFmpeg chooses; None: by resolution)
+    threads: int | None = None  # decoder threads (0: FFmpeg chooses; None: decoder_threads)
     seek: bool = True  # seek to the nearest keyframe before far targets
     skip_nonref: bool = True  # drop non-reference frames that are not shown (same output)
     # hardware decoding: "cuda" decodes on NVDEC, on the CPU where there is none
