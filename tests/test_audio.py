@@ -188,13 +188,31 @@ def test_whole_track_graph_gives_the_frame_loop_samples(stereo_48k, wav_16k, med
             got = decode_audio(path, 16000, end=end).samples
             with av.open(str(path)) as c:
                 st = c.streams.audio[0]
-                assert audio_graph.decode_in_graph(str(path), st, 16000, end) is not None
+                g_chunks, g_first = audio_graph.decode_in_graph(str(path), st, 16000, end)
                 chunks, first, _ = audio._decode_frames(c, st, 16000, end)
-            want = np.concatenate(chunks)
-            a = max(0, int(round(-first * 16000)))
-            b = want.shape[0] if end is None else int(round((end - first) * 16000))
-            assert got.shape == want[a:b].shape
-            np.testing.assert_allclose(got, want[a:b], atol=1e-6)
+            for ch, t0 in ((chunks, first), (g_chunks, g_first)):  # frames, then the graph
+                want = np.concatenate(ch)
+                a = max(0, int(round(-t0 * 16000)))
+                b = want.shape[0] if end is None else int(round((end - t0) * 16000))
+                assert got.shape == want[a:b].shape
+                np.testing.assert_allclose(got, want[a:b], atol=1e-6)
+
+
+def test_short_tracks_skip_the_graph_long_ones_use_it(media_dir, monkeypatch):
+    from mmprep.media import audio_graph
+    from mmprep.synthetic.media import make_indexed_clip
+
+    calls = []
+    real = audio.decode_in_graph
+    monkeypatch.setattr(audio, "decode_in_graph",
+                        lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    short = make_indexed_clip(media_dir / "short_a.mp4", 48, fps=24, gop=12)  # 2 s
+    long = make_indexed_clip(media_dir / "long_a.mp4", 24 * 6, fps=24, gop=24)  # 6 s
+    assert audio.GRAPH_MIN_SECONDS == 4.0 and audio_graph.graph_path(short) is not None
+    decode_audio(short, 16000)
+    assert calls == []
+    decode_audio(long, 16000)
+    assert calls == [str(long)]
 
 
 def test_graph_path_only_for_plain_local_files(tmp_path):

@@ -36,6 +36,9 @@ def test_bench_decode_methods_agree(media_dir):
     result = bench_decode(clip, frames=4, repeat=1, ffmpeg=shutil.which("ffmpeg") is not None)
     assert result["same_frames_as_pyav"] is True
     assert result["mmprep_decoded_frames"] < 120
+    assert result["same_frames_as_floor"] is True and 0 < result["floor_decoded_frames"] < 120
+    assert result["mmprep_vs_floor"] == pytest.approx(
+        result["mmprep_s"] / result["floor_s"], rel=0.05)
     assert result["speedup_vs_pyav_decode_all"] == pytest.approx(
         result["pyav_decode_all_s"] / result["mmprep_s"], rel=0.02)
     if result["ffmpeg_cli_s"] is not None:

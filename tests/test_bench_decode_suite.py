@@ -20,7 +20,7 @@ from mmprep.bench.decode_suite import (
     make_audio_file,
     table,
 )
-from mmprep.bench.peers import METHODS, pyav_decode_all, unavailable
+from mmprep.bench.peers import METHODS, floor_frames, pyav_decode_all, unavailable
 from mmprep.cli import cli
 from mmprep.media.video import VideoConfig, target_times
 from mmprep.synthetic.media import make_indexed_clip, read_code
@@ -48,6 +48,25 @@ def test_every_method_returns_the_frames_on_screen(small, method):
     assert {f.shape for f in small_frames} == {(112, 199, 3)}
 
 
+@pytest.mark.parametrize("kind", ["h264-bframes", "vp9", "open-gop"])
+def test_floor_decodes_exact_frames_and_no_more_than_mmprep_plus_a_gop(tmp_path, kind):
+    opts = {"h264-bframes": dict(bframes=3, options={"bf": "3", "b-pyramid": "normal"}),
+            "vp9": dict(codec="libvpx-vp9", options={"deadline": "realtime", "cpu-used": "8",
+                                                     "auto-alt-ref": "1", "lag-in-frames": "8"}),
+            "open-gop": dict(bframes=3, options={"bf": "3", "open-gop": "1"})}[kind]
+    ext = "webm" if kind == "vp9" else "mp4"
+    clip = make_indexed_clip(tmp_path / f"c.{ext}", 96, fps=24, gop=24, audio=False,
+                             size=(128, 72), **opts)
+    # the second target lands on a B-frame (non-reference) in H.264, the last near the end
+    times = [0.0, 1.0 + 1.5 / 24, 2.3, 3.9]
+    frames, decoded = floor_frames(clip, times, None, 1)
+    assert [read_code(f) for f in frames] == [int(t * 24 + 1e-6) for t in times]
+    ref, _ = pyav_decode_all(clip, times, None, 1)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, ref))
+    _, mm = METHODS[0].run(clip, times, None, 1)
+    assert decoded <= mm + 24
+
+
 def test_bench_file_rows_and_ratios(small):
     row = bench_file("small", [small, small], frames=4, threads=1, rounds=2)
     assert type(row) is FileRow and row.output == "398x224" and row.resolution == "256x144"
@@ -64,8 +83,11 @@ def test_bench_file_rows_and_ratios(small):
     result = DecodeSuiteBench(frames=4, threads=1, rounds=2, scale=1.0, files=[row],
                               audio=None, machine="m")
     assert json.loads(result.to_json())["files"][0]["methods"][0]["method"] == "mmprep"
+    assert row.mmprep_vs_floor == pytest.approx(by["mmprep"].seconds / by["floor"].seconds,
+                                                rel=0.05, abs=0.01)
     text = table(result)
     assert text.splitlines()[0].startswith("| file | mmprep | mmprep, no skipping")
+    assert text.splitlines()[0].endswith("| mmprep / floor |")
     assert "| small (3 s) |" in text
 
 

@@ -277,3 +277,25 @@ def test_scaling_frames_starts_no_threads(indexed_clip):
     out = subprocess.run([sys.executable, "-c", code, str(indexed_clip)], check=True,
                          capture_output=True, text=True).stdout
     assert out.strip() == "0"
+
+
+def test_default_decoder_threads_by_resolution_and_worker_share():
+    from mmprep.media.video import VideoInfo, decoder_threads, set_cores_per_worker
+
+    def info(w, h):
+        return VideoInfo(duration=1.0, fps=25.0, width=w, height=h, codec="h264",
+                         rotation=0, frames=25)
+
+    try:
+        set_cores_per_worker(None)  # outside a pool: FFmpeg's automatic count from 480p
+        assert decoder_threads(info(640, 360)) == 1
+        assert decoder_threads(info(854, 480)) == 0 and decoder_threads(info(1280, 720)) == 0
+        set_cores_per_worker(2 // 2)  # 2 workers on 2 cores: one thread each
+        assert decoder_threads(info(1280, 720)) == 1
+        set_cores_per_worker(16 // 2)  # 2 workers on 16 cores: 8 threads each
+        assert decoder_threads(info(1280, 720)) == 8 and decoder_threads(info(320, 240)) == 1
+        set_cores_per_worker(0)  # more workers than cores: still one thread
+        assert decoder_threads(info(1280, 720)) == 1
+    finally:
+        set_cores_per_worker(None)
+

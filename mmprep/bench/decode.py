@@ -1,8 +1,10 @@
-"""Frame-sampling benchmark: mmprep's seeking sampler against two baselines.
+"""Frame-sampling benchmark: mmprep's seeking sampler against two baselines and the floor.
 
 (a) PyAV decoding every frame and keeping the N wanted ones;
 (b) the ``ffmpeg`` command line extracting the same N frames (one input-seeking process
-    per frame, the usual shell loop), when ffmpeg is installed.
+    per frame, the usual shell loop), when ffmpeg is installed;
+and the floor (``mmprep.bench.peers.floor_frames``: decode only up to each target,
+non-reference frames skipped), timed in rounds interleaved with mmprep's.
 
 All three return the same frames (checked); times are medians over repeats, reported
 as ratios against mmprep measured in the same run.
@@ -158,6 +160,10 @@ class DecodeBench(Result):
     pyav_decode_all_s: float
     speedup_vs_pyav_decode_all: float
     same_frames_as_pyav: bool
+    floor_s: float  # decode only up to each target, non-reference frames skipped
+    floor_decoded_frames: int
+    mmprep_vs_floor: float  # mmprep_s / floor_s (goal: at most 1.25)
+    same_frames_as_floor: bool
     ffmpeg_cli_s: float | None = None
     speedup_vs_ffmpeg_cli: float | None = None
     max_mean_abs_diff_vs_ffmpeg: float | None = None  # pixel values, 0..255
@@ -181,8 +187,18 @@ def bench_decode(
         repeat: runs of each method; the median is reported.
         ffmpeg: run baseline (b) when the ``ffmpeg`` command is installed.
     """
+    from mmprep.bench.peers import floor_frames
+
     cfg = VideoConfig(num_frames=frames, size=None, resize="none", threads=threads)
-    t_mm, fs = _time(lambda: sample_frames(video, cfg), repeat)
+    fs = sample_frames(video, cfg)
+    shown = fs.timestamps
+    floor, floor_decoded = floor_frames(video, shown, None, threads)
+    mm_times, floor_times = [], []
+    for _ in range(repeat):  # interleaved: mmprep, then the floor, in every round
+        t_mm, fs = _time(lambda: sample_frames(video, cfg), 1)
+        mm_times.append(t_mm)
+        floor_times.append(_time(lambda: floor_frames(video, shown, None, threads), 1)[0])
+    t_mm, t_floor = statistics.median(mm_times), statistics.median(floor_times)
     info = fs.info
     t_all, ref = _time(lambda: decode_all_pick(video, fs.timestamps, threads), repeat)
     result = DecodeBench(
@@ -201,6 +217,10 @@ def bench_decode(
         pyav_decode_all_s=round(t_all, 4),
         speedup_vs_pyav_decode_all=round(t_all / t_mm, 2),
         same_frames_as_pyav=all(np.array_equal(a, b) for a, b in zip(fs.frames, ref)),
+        floor_s=round(t_floor, 4),
+        floor_decoded_frames=floor_decoded,
+        mmprep_vs_floor=round(t_mm / t_floor, 2),
+        same_frames_as_floor=all(np.array_equal(a, b) for a, b in zip(fs.frames, floor)),
         machine=machine_description(),
     )
     if ffmpeg and shutil.which("ffmpeg"):

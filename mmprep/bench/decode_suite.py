@@ -88,6 +88,9 @@ class FileRow(Result):
     targets: int
     output: str  # WIDTHxHEIGHT of every method's frames
     methods: list[MethodRow]
+    # mmprep's median / the floor's (decode only up to each target, non-reference frames
+    # skipped; goal <= 1.25); None when either did not run
+    mmprep_vs_floor: float | None = None
 
 
 @dataclass(kw_only=True)
@@ -168,9 +171,13 @@ def bench_file(name: str, paths: list[Path], *, frames: int, threads: int, round
         rows[method].seconds = round(med, 4)
         if base:
             rows[method].ratio_to_mmprep = round(med / base, 2)
+    floor = rows.get("floor")
+    vs_floor = (round(base / floor.seconds, 2) if base and floor is not None and floor.seconds
+                else None)
     return FileRow(file=name, paths=[str(p) for p in paths], resolution=f"{width}x{height}",
                    codec=codec, seconds_per_clip=round(duration, 2), targets=frames,
-                   output=f"{size[0]}x{size[1]}", methods=list(rows.values()))
+                   output=f"{size[0]}x{size[1]}", methods=list(rows.values()),
+                   mmprep_vs_floor=vs_floor)
 
 
 def make_audio_file(path: Path, seconds: float) -> Path:
@@ -220,9 +227,11 @@ def bench_audio(path: Path, rounds: int, seconds: float) -> AudioRow:
 
 def table(result: DecodeSuiteBench) -> str:
     """The result as a Markdown table: per file and method, median seconds, the ratio to
-    mmprep (above 1: mmprep is faster), frames decoded and mean abs pixel difference."""
+    mmprep (above 1: mmprep is faster), frames decoded and mean abs pixel difference;
+    the last column is mmprep's time over the floor's (goal: at most 1.25)."""
     names = [m.method for m in result.files[0].methods] if result.files else []
-    lines = ["| file | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = ["| file | " + " | ".join(names) + " | mmprep / floor |",
+             "|---" * (len(names) + 2) + "|"]
     for f in result.files:
         cells = []
         for m in f.methods:
@@ -235,6 +244,7 @@ def table(result: DecodeSuiteBench) -> str:
             if m.mean_abs_diff:
                 cell += f", diff {m.mean_abs_diff:g}"
             cells.append(cell)
+        cells.append("-" if f.mmprep_vs_floor is None else f"{f.mmprep_vs_floor:.2f}")
         lines.append(f"| {f.file} ({f.seconds_per_clip:g} s) | " + " | ".join(cells) + " |")
     a = result.audio
     if a is not None:

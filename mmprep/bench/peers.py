@@ -9,6 +9,7 @@ that does not import or cannot open the file is skipped with a note.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,12 @@ class Method:
     needs: str | None = None  # module the method imports, "cuda" (None: mmprep's own)
 
 
-def _mmprep(skip: bool, hwaccel: str = "none"):
+def _mmprep(skip: bool, hwaccel: str = "none", threads_as: int | None = None):
+    """mmprep's sampler; ``threads_as``: decoder threads regardless of the run's setting
+    (0: FFmpeg's automatic count)."""
+
     def run(path, times, size, threads) -> Frames:
+        threads = threads if threads_as is None else threads_as
         cfg = VideoConfig(num_frames=len(times), size=None if size is None else min(size),
                           resize="none" if size is None else "shorter-side",
                           interpolation="bilinear", threads=threads, skip_nonref=skip,
@@ -42,11 +47,19 @@ def _mmprep(skip: bool, hwaccel: str = "none"):
     return run
 
 
+_SCALER: list = []  # one VideoReformatter, kept: it reuses its scaler context
+
+
 def _reformat(frame, size: Size) -> np.ndarray:
+    """Colour conversion and scaling in one pass, only for frames kept."""
     if size is None:
         return frame.to_ndarray(format="rgb24")
-    return frame.reformat(width=size[0], height=size[1], format="rgb24",
-                          interpolation="BILINEAR", threads=1).to_ndarray()
+    if not _SCALER:
+        from av.video.reformatter import VideoReformatter
+
+        _SCALER.append(VideoReformatter())
+    return _SCALER[0].reformat(frame, width=size[0], height=size[1], format="rgb24",
+                               interpolation="BILINEAR", threads=1).to_ndarray()
 
 
 def pyav_decode_all(path, times, size, threads) -> Frames:
@@ -68,6 +81,60 @@ def pyav_decode_all(path, times, size, threads) -> Frames:
                 if t <= target + 1e-6 or picked[i] is None:
                     picked[i] = frame
     return [_reformat(f, size) for f in picked], count
+
+
+def floor_frames(path, times, size, threads) -> Frames:
+    """The floor: decode only up to each target, non-reference frames skipped. A plain
+    PyAV loop (not mmprep's sampler): seek to the keyframe before a target when it lies
+    ahead of what is decoded, feed packets more than two frame steps before the target
+    with ``skip_frame="NONREF"``, decode the rest in full up to the first frame after the
+    target, and convert only the frame shown (one ``reformat`` to the output size)."""
+    import av
+
+    out, count = [], 0
+    with av.open(str(path)) as container:
+        st = container.streams.video[0]
+        ctx = st.codec_context
+        ctx.thread_count = threads
+        if threads != 1:
+            ctx.thread_type = "AUTO"
+        origin, tb = st.start_time or 0, float(st.time_base)
+        window = 2.0 / float(st.average_rate or 25)
+        entries = st.index_entries
+        if sum(e.is_keyframe for e in entries) < 2:  # Matroska: cues load on a seek
+            container.seek(origin, stream=st, backward=True)
+            entries = st.index_entries
+        # MP4 indexes decode times; shifted by the first one they are presentation times.
+        shift = origin - entries[0].timestamp if entries and entries[0].timestamp < origin else 0
+        seeks = sorted(e.timestamp + shift for e in entries if e.is_keyframe)
+        keys = [(s - origin) * tb for s in seeks]
+        target = 0.0
+
+        def decoded():
+            nonlocal count
+            for packet in container.demux(st):
+                if packet.pts is not None:
+                    early = (packet.pts - origin) * tb < target - window
+                    ctx.skip_frame = "NONREF" if early else "DEFAULT"
+                for frame in packet.decode():
+                    count += 1
+                    yield (frame.pts - origin) * tb, frame
+
+        frames, shown, ahead = decoded(), None, None
+        for target in times:
+            k = bisect.bisect_right(keys, target + 1e-6) - 1
+            pos = ahead or shown
+            if k >= 0 and (pos is None or keys[k] > pos[0] + 1e-6):
+                container.seek(seeks[k], stream=st, backward=True)
+                frames, shown, ahead = decoded(), None, None
+            while (item := ahead or next(frames, None)) is not None:
+                ahead = None
+                if item[0] > target + 1e-6:
+                    ahead = item
+                    break
+                shown = item
+            out.append(_reformat((shown or ahead)[1], size))
+    return out, count
 
 
 def _torchcodec(mode: str):
@@ -122,8 +189,10 @@ def opencv_frames(path, times, size, threads) -> Frames:
 METHODS = [
     Method("mmprep", _mmprep(True)),
     Method("mmprep, no skipping", _mmprep(False)),
+    Method("mmprep, threads auto", _mmprep(True, threads_as=0)),
     Method("mmprep NVDEC", _mmprep(True, "cuda"), "cuda"),
     Method("PyAV decode-all", pyav_decode_all),
+    Method("floor", floor_frames),
     Method("torchcodec exact", _torchcodec("exact"), "torchcodec"),
     Method("torchcodec approx", _torchcodec("approximate"), "torchcodec"),
     Method("decord", decord_frames, "decord"),

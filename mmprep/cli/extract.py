@@ -35,8 +35,8 @@ EXTRACT_OPTIONS = [
     ConfigOption(("--no-video",), "video.enabled", "Skip frames (audio/text only).",
                  flag_value=False),
     ConfigOption(("--decoder-threads",), "video.threads",
-                 "Video decoder threads per clip (0: FFmpeg decides; unset: FFmpeg's count "
-                 "from about 480p up, 1 below).", int),
+                 "Video decoder threads per clip (0: FFmpeg decides; unset: 1 below about "
+                 "480p, from 480p up each worker's share of the cores).", int),
     # audio
     ConfigOption(("--no-audio",), "audio.enabled", "Skip audio features.", flag_value=False),
     ConfigOption(("--sample-rate",), "audio.sample_rate", "Resample audio to this rate.", int),

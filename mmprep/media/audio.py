@@ -155,7 +155,10 @@ def decode_audio(
         if max_seconds is not None:
             hi = lo + max_seconds if hi is None else min(hi, lo + max_seconds)
         fast = None
-        if lo <= 1.0 and (path := graph_path(source)) is not None:
+        declared = float(stream.duration * stream.time_base) if stream.duration else None
+        span = None if declared is None else (min(hi, declared) if hi else declared) - lo
+        if (lo <= 1.0 and (span is None or span > GRAPH_MIN_SECONDS)
+                and (path := graph_path(source)) is not None):
             fast = decode_in_graph(path, stream, sample_rate, hi)
         if fast is not None:
             (chunks, first_time), bad = fast, 0
@@ -177,6 +180,10 @@ def decode_audio(
             stats={"bad_packets": bad},
         )
 
+
+# The filter graph opens the file a second time (~10 ms for a small MP4 here); below a
+# few seconds of audio, decoding frame by frame in the open container costs less.
+GRAPH_MIN_SECONDS = 4.0
 
 _DTYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64,
            "flt": np.float32, "dbl": np.float64}

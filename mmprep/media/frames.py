@@ -2,12 +2,14 @@
 
 Resizing is done by libswscale through PyAV's ``VideoFrame.reformat`` (colour
 conversion and scaling in one pass, no full-resolution RGB copy); cropping, padding
-and rotation are numpy slicing on the already small result.
+and rotation are numpy slicing on the already small result. One scaler context is kept
+per thread and reused while the frame size and format stay the same.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -99,18 +101,32 @@ def plan_geometry(
 _REFORMAT_THREADS = True  # PyAV >= 14 takes threads=; older versions scale on one thread
 
 
+_LOCAL = threading.local()
+
+
+def _reformatter():
+    """One ``VideoReformatter`` per thread: it keeps its scaler context between frames of
+    the same size and format (``frame.reformat`` builds a new one for every frame)."""
+    r = getattr(_LOCAL, "reformatter", None)
+    if r is None:
+        from av.video.reformatter import VideoReformatter
+
+        r = _LOCAL.reformatter = VideoReformatter()
+    return r
+
+
 def _reformat(frame, threads: int, **kwargs):
-    """``frame.reformat`` on ``threads`` scaler threads. PyAV's default (0, automatic)
-    starts a pool of threads for every call, i.e. for every frame: on a busy machine that
-    costs more than it gains for a few small frames, and the threads compete with the
-    other workers."""
+    """Convert and scale ``frame`` in one pass on ``threads`` scaler threads. PyAV's
+    default (0, automatic) starts a pool of threads for every call, i.e. for every frame:
+    on a busy machine that costs more than it gains for a few small frames, and the
+    threads compete with the other workers."""
     global _REFORMAT_THREADS
     if _REFORMAT_THREADS:
         try:
-            return frame.reformat(threads=threads, **kwargs)
+            return _reformatter().reformat(frame, threads=threads, **kwargs)
         except TypeError:
             _REFORMAT_THREADS = False
-    return frame.reformat(**kwargs)
+    return _reformatter().reformat(frame, **kwargs)
 
 
 def render(frame, geom: Geometry, interpolation: Interpolation = "bicubic",

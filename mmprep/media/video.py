@@ -46,7 +46,7 @@ class VideoConfig:
     # recorded for trainers (pixels stay uint8); a name from media.norms (clip, imagenet)
     mean: tuple[float, float, float] | str | None = None
     std: tuple[float, float, float] | str | None = None
-    threads: int | None = None  # decoder threads (0: FFmpeg chooses; None: by resolution)
+    threads: int | None = None  # decoder threads (0: FFmpeg chooses; None: decoder_threads)
     seek: bool = True  # seek to the nearest keyframe before far targets
     skip_nonref: bool = True  # drop non-reference frames that are not shown (same output)
     # hardware decoding: "cuda" decodes on NVDEC, on the CPU where there is none
@@ -512,12 +512,26 @@ MAX_FRAMES_PER_CLIP = 10_000
 AUTO_THREADS_MIN_PIXELS = 400_000
 
 
-def decoder_threads(info: VideoInfo) -> int:
-    """The decoder thread count ``VideoConfig.threads=None`` picks: FFmpeg's automatic
-    count (which follows the process's CPU affinity, so a worker pinned to one core
-    still gets one thread) from about 480p up, one thread below."""
-    return 0 if info.width * info.height >= AUTO_THREADS_MIN_PIXELS else 1
+# Cores each process may give its decoder threads; the extract pool sets it in every
+# worker to the cores it has divided by the workers (None: not in a pool, all cores).
+_CORES_PER_WORKER: int | None = None
 
+
+def set_cores_per_worker(cores: int | None) -> None:
+    """Tell ``decoder_threads`` how many cores this worker process may use (the
+    extract pool calls it in each worker: usable cores // workers)."""
+    global _CORES_PER_WORKER
+    _CORES_PER_WORKER = None if cores is None else max(1, int(cores))
+
+
+def decoder_threads(info: VideoInfo) -> int:
+    """The decoder thread count ``VideoConfig.threads=None`` picks: one below about 480p;
+    from 480p up, FFmpeg's automatic count (which follows the process's CPU affinity)
+    outside a pool, and in a pool the worker's share of the cores, so that workers times
+    threads never exceeds the cores (a share of one core: one thread)."""
+    if info.width * info.height < AUTO_THREADS_MIN_PIXELS:
+        return 1
+    return 0 if _CORES_PER_WORKER is None else _CORES_PER_WORKER
 
 
 def _check_count(n: int, cfg: VideoConfig) -> None:

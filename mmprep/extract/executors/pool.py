@@ -112,13 +112,16 @@ def _exit_on_hangup(conn) -> None:
 
 
 def _worker_main(conn, stage, cfg_data: dict[str, Any], torch_threads: int,
-                 cpus: set[int] | None) -> None:
+                 cpus: set[int] | None, workers: int = 1) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     _die_with_parent()
     _exit_on_hangup(conn)
     if cpus:  # the cores of the process that asked for the pool, not the fork server's
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, cpus)
+        from mmprep.media.video import set_cores_per_worker
+
+        set_cores_per_worker(len(cpus) // max(1, workers))  # default decoder threads
     try:
         import torch
 
@@ -184,6 +187,7 @@ class SamplePool:
         self.cfg_data = to_dict(cfg)
         self.timeout = sample_timeout if sample_timeout and sample_timeout > 0 else None
         self.torch_threads = torch_threads
+        self.n_workers = workers
         self.replaced = 0
         self.start_failures = 0  # workers in a row that died before starting a sample
         self.orphans: deque = deque()  # (task_id, Sample) to hand out again
@@ -194,7 +198,8 @@ class SamplePool:
         stage = self.ctx.Value("b", 0, lock=False)
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         proc = self.ctx.Process(target=_worker_main, daemon=True,
-                                args=(child, stage, self.cfg_data, self.torch_threads, cpus))
+                                args=(child, stage, self.cfg_data, self.torch_threads, cpus,
+                                      self.n_workers))
         try:
             with _main_hidden():
                 proc.start()
