@@ -179,6 +179,7 @@ dist.all_gather_object(out, keys)
 if rank == 0:
     with open({str(tmp_path / "keys.json")!r}, "w") as f:
         json.dump(out, f)
+dist.barrier()  # neither rank tears down gloo while the other still talks to it
 dist.destroy_process_group()
 """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
