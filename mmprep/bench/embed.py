@@ -31,9 +31,11 @@ def bench_shards(n: int, seconds: float, pipeline: str, cache_dir: Path | None =
 
     cache = cache_dir or default_cache_dir()
     manifest = sample_clips(n, seconds, cache)
-    out = cache / f"embed_shards_n{n}_s{seconds:g}_{pipeline}"
     cfg = build_config(ExtractConfig, "extract", pipeline=pipeline,
                        values={"shards.samples_per_shard": max(1, n // 4)})
+    # the folder is named by the config's hash: shards cached by another mmprep version
+    # (or preset) are never mixed with, or refused by, this one
+    out = cache / f"embed_shards_n{n}_s{seconds:g}_{pipeline}_{cfg.content_hash()[:12]}"
     extract(read_manifest(manifest), out, cfg, RunOptions(progress=False))
     return out
 
