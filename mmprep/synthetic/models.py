@@ -102,8 +102,6 @@ def tiny_hf_ast(folder: str | Path, *, mel_bins: int = 64, frames: int = 128) ->
 
 def tiny_open_clip(folder: str | Path, *, image_size: int = 32) -> str:
     """An open_clip model config (tiny ViT + text transformer) and its checkpoint."""
-    import open_clip
-    import torch
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,11 +112,20 @@ def tiny_open_clip(folder: str | Path, *, image_size: int = 32) -> str:
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
                      "layers": 1},
     }
-    cfg_path = folder / "mmprep-tiny-clip.json"
+    return _save_open_clip(folder, "mmprep-tiny-clip", config, "tiny_clip.pt")
+
+
+def _save_open_clip(folder: Path, name: str, config: dict, weights: str) -> str:
+    """Write ``config`` as open_clip model ``name``, build it with random weights, save
+    them as ``weights`` in ``folder``; returns the ``open_clip:CONFIG@WEIGHTS`` spec."""
+    import open_clip
+    import torch
+
+    cfg_path = folder / f"{name}.json"
     cfg_path.write_text(json.dumps(config))
     open_clip.add_model_config(cfg_path)
-    model = open_clip.create_model("mmprep-tiny-clip", pretrained=None)
-    ckpt = folder / "tiny_clip.pt"
+    model = open_clip.create_model(name, pretrained=None)
+    ckpt = folder / weights
     torch.save(model.state_dict(), ckpt)
     return f"open_clip:{cfg_path}@{ckpt}"
 
@@ -127,8 +134,6 @@ def tiny_eva_clip(folder: str | Path) -> str:
     """An EVA-CLIP in open_clip's EVA02 layout (``custom_text``, timm EVA02 vision trunk
     whose head is the projection, as ``EVA02-B-16``), at timm's smallest EVA02
     (``eva02_tiny_patch14_224``, 224 px) with a 1-layer text tower."""
-    import open_clip
-    import torch
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -141,13 +146,7 @@ def tiny_eva_clip(folder: str | Path) -> str:
                      "layers": 1},
         "custom_text": True,
     }
-    cfg_path = folder / "mmprep-tiny-eva02.json"
-    cfg_path.write_text(json.dumps(config))
-    open_clip.add_model_config(cfg_path)
-    model = open_clip.create_model("mmprep-tiny-eva02", pretrained=None)
-    ckpt = folder / "tiny_eva02.pt"
-    torch.save(model.state_dict(), ckpt)
-    return f"open_clip:{cfg_path}@{ckpt}"
+    return _save_open_clip(folder, "mmprep-tiny-eva02", config, "tiny_eva02.pt")
 
 
 def tiny_torchvision(folder: str | Path, arch: str = "mobilenet_v3_small") -> str:
