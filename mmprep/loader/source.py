@@ -79,8 +79,10 @@ def list_tars(source) -> list[str]:
 def _folder_tars(folder: str) -> list[str]:
     from mmprep.shards.folder import as_store, read_stats
 
-    if not is_remote(folder) and not os.path.isdir(folder.removeprefix("file://")):
-        raise UsageError(f"not found: {folder} (give an extract output folder, a tar, a "
+    local = folder.removeprefix("file://")
+    if not is_remote(folder) and not os.path.isdir(local):
+        what = "not a folder or a .tar" if os.path.exists(local) else "not found"
+        raise UsageError(f"{what}: {folder} (give an extract output folder, a tar, a "
                          "brace pattern or a list of tars)")
     store = as_store(folder)
     stats = read_stats(store)
