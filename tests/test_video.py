@@ -299,3 +299,49 @@ def test_default_decoder_threads_by_resolution_and_worker_share():
     finally:
         set_cores_per_worker(None)
 
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv444p", "yuvj420p"])
+@pytest.mark.parametrize("size,mode", [(40, "center-crop"), (57, "shorter-side"), (40, "pad")])
+def test_scaled_frames_match_converting_first_and_resizing_after(pix_fmt, size, mode):
+    """Scaled frames come out of libswscale as planar RGB: channels in RGB order and
+    within rounding of the straightforward way (convert the whole frame to RGB, then
+    resize it), no further from it than libswscale's packed rgb24 output."""
+    import av
+    from PIL import Image
+
+    from mmprep.media.frames import render
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:90, 0:160]
+    img = np.stack([xx * 255 // 159, yy * 255 // 89, 255 - xx * 255 // 159], axis=2)
+    img = (img + rng.integers(-20, 20, img.shape)).clip(0, 255).astype(np.uint8)
+    img[30:60, 60:100] = (230, 30, 40)  # a red block: channel order shows at once
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt)
+    geom = plan_geometry(160, 90, size=size, mode=mode)
+    out = render(frame, geom, "bicubic")
+    full = frame.to_ndarray(format="rgb24")
+    ref = np.asarray(Image.fromarray(full).resize((geom.scale_w, geom.scale_h),
+                                                  Image.BICUBIC))
+    packed = frame.reformat(width=geom.scale_w, height=geom.scale_h, format="rgb24",
+                            interpolation="BICUBIC").to_ndarray()
+
+    def place(arr):
+        if geom.crop is not None:
+            top, left, h, w = geom.crop
+            return arr[top:top + h, left:left + w]
+        if geom.pad is not None:
+            top, left, h, w = geom.pad
+            canvas = np.zeros((h, w, 3), dtype=np.uint8)
+            canvas[top:top + arr.shape[0], left:left + arr.shape[1]] = arr
+            return canvas
+        return arr
+
+    ref, packed = place(ref).astype(int), place(packed).astype(int)
+    assert out.shape == ref.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+    err = np.abs(out.astype(int) - ref).mean()
+    assert err < 4.0
+    assert err <= np.abs(packed - ref).mean() + 0.05
+    red = out.reshape(-1, 3)[np.argmax(out.reshape(-1, 3)[:, 0].astype(int)
+                                       - out.reshape(-1, 3)[:, 1])]
+    assert red[0] > 150 and red[1] < 100 and red[2] < 100

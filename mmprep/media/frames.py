@@ -4,6 +4,13 @@ Resizing is done by libswscale through PyAV's ``VideoFrame.reformat`` (colour
 conversion and scaling in one pass, no full-resolution RGB copy); cropping, padding
 and rotation are numpy slicing on the already small result. One scaler context is kept
 per thread and reused while the frame size and format stay the same.
+
+Scaled frames come out of libswscale as planar RGB (``gbrp``) and are interleaved by
+numpy: libswscale's planar-RGB output takes about half the time of its packed ``rgb24``
+output (0.7 vs 1.5 ms for 320x240 -> 299x224 bicubic here) and interpolates chroma at
+full resolution, which is closer to converting the whole frame to RGB and resizing it
+after (mean difference 0.6-1.0 levels, against 1.2-1.6 for packed rgb24 on the bench
+suite's files; the two agree exactly for some sizes, e.g. odd output widths).
 """
 
 from __future__ import annotations
@@ -129,6 +136,18 @@ def _reformat(frame, threads: int, **kwargs):
     return _reformatter().reformat(frame, **kwargs)
 
 
+def _planar_rgb(frame) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a ``gbrp`` frame (its planes are G, B, R, rows padded to
+    the line size); PyAV's own ``to_ndarray`` of gbrp changed channel order over versions."""
+    h, w = frame.height, frame.width
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    for channel, index in enumerate((2, 0, 1)):
+        plane = frame.planes[index]
+        rows = np.frombuffer(plane, dtype=np.uint8).reshape(h, plane.line_size)
+        out[:, :, channel] = rows[:, :w]
+    return out
+
+
 def render(frame, geom: Geometry, interpolation: Interpolation = "bicubic",
            threads: int = 1) -> np.ndarray:
     """Scale a PyAV ``VideoFrame`` and return an (H, W, 3) uint8 RGB array, using
@@ -136,14 +155,8 @@ def render(frame, geom: Geometry, interpolation: Interpolation = "bicubic",
     if frame.width == geom.scale_w and frame.height == geom.scale_h:
         arr = frame.to_ndarray(format="rgb24")
     else:
-        arr = _reformat(
-            frame,
-            threads,
-            width=geom.scale_w,
-            height=geom.scale_h,
-            format="rgb24",
-            interpolation=_SWS[interpolation],
-        ).to_ndarray()
+        arr = _planar_rgb(_reformat(frame, threads, width=geom.scale_w, height=geom.scale_h,
+                                    format="gbrp", interpolation=_SWS[interpolation]))
     if geom.rotation:
         arr = np.rot90(arr, k=-geom.rotation // 90)
     if geom.crop is not None:
