@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmprep.media.frames import Geometry, render
 from mmprep.media.video import VideoConfig, sample_frames
 
 Frames = tuple[list[np.ndarray], int | None]
@@ -47,19 +48,14 @@ def _mmprep(skip: bool, hwaccel: str = "none", threads_as: int | None = None):
     return run
 
 
-_SCALER: list = []  # one VideoReformatter, kept: it reuses its scaler context
-
-
 def _reformat(frame, size: Size) -> np.ndarray:
-    """Colour conversion and scaling in one pass, only for frames kept."""
+    """Colour conversion and scaling in one pass, only for frames kept: the conversion
+    mmprep's sampler does (``mmprep.media.frames.render``), so that the floor and
+    decode-all rows differ from mmprep in decoding alone."""
     if size is None:
         return frame.to_ndarray(format="rgb24")
-    if not _SCALER:
-        from av.video.reformatter import VideoReformatter
-
-        _SCALER.append(VideoReformatter())
-    return _SCALER[0].reformat(frame, width=size[0], height=size[1], format="rgb24",
-                               interpolation="BILINEAR", threads=1).to_ndarray()
+    geom = Geometry(scale_w=size[0], scale_h=size[1], rotation=0, crop=None, pad=None)
+    return render(frame, geom, "bilinear", threads=1)
 
 
 def pyav_decode_all(path, times, size, threads) -> Frames:
