@@ -222,3 +222,34 @@ def test_graph_path_only_for_plain_local_files(tmp_path):
     odd.write_bytes(b"x")
     assert graph_path(odd) is None and graph_path("http://x/a.wav") is None
     assert graph_path(tmp_path / "missing.wav") is None
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("shared.mp4", {}),
+    ("shared.mkv", {"sample_rate": 44100}),
+    ("shared_vp9.webm", {"codec": "libvpx-vp9", "audio_codec": "libopus", "sample_rate": 48000}),
+    ("shared.ts", {"container_format": "mpegts"}),
+    ("shared_mpeg4.avi", {"codec": "mpeg4", "audio_codec": "aac"}),
+])
+def test_audio_from_the_video_stages_container_equals_a_fresh_open(media_dir, name, kwargs):
+    """extract opens a local file once: the video stage samples frames (seeking far
+    ahead), then the audio stage rewinds the same container, or opens the file again
+    where the demuxer is not known to rewind exactly or the clip starts late (a seek).
+    Same features either way."""
+    from mmprep.media.io import rewind_for
+    from mmprep.media.video import VideoConfig, open_video, sample_frames
+    from mmprep.synthetic.media import make_indexed_clip
+
+    path = make_indexed_clip(media_dir / name, 24 * 5, fps=24, gop=24, **kwargs)
+    cfg = AudioConfig(target_frames=None)
+    for start, end in ((None, None), (0.5, 2.0), (2.5, None)):
+        fresh = audio_features(path, cfg, start=start, end=end)
+        vcfg = VideoConfig(num_frames=4, size=32)
+        with open_video(path, vcfg) as container:
+            fs = sample_frames(path, vcfg, start=start, end=end, container=container)
+            assert fs.frames
+            shared = audio_features(path, cfg, start=start, end=end, container=container)
+            rewound = rewind_for(container, container.streams.audio[0])
+        assert rewound == (name.endswith((".mp4", ".mkv", ".webm")))
+        assert shared.has_audio and shared.meta == fresh.meta
+        np.testing.assert_array_equal(shared.mel, fresh.mel)

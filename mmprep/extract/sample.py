@@ -22,8 +22,9 @@ from mmprep.errors import SampleError
 from mmprep.manifest import Sample
 from mmprep.media.audio import AudioConfig, audio_features
 from mmprep.media.frames import encode_jpeg
+from mmprep.media.io import is_local_file
 from mmprep.media.text import TextConfig, clean_captions, get_tokenizer
-from mmprep.media.video import VideoConfig, sample_frames, sample_seed
+from mmprep.media.video import VideoConfig, open_video, sample_frames, sample_seed
 from mmprep.shards import format as shard_format
 from mmprep.shards.format import SAMPLE_FORMAT_VERSION, ShardConfig
 from mmprep.shards.writer import npy_bytes
@@ -151,7 +152,14 @@ def process_sample(
 
     Raises ``SampleError`` (with the failing stage) for any problem with this sample.
     ``on_stage(name)`` is called when a stage starts (used to report hung stages).
+    A local file is opened once: the video stage reads it, the audio stage rewinds it.
     """
+    with contextlib.ExitStack() as media:
+        return _process(sample, cfg, timings, on_stage, media)
+
+
+def _process(sample: Sample, cfg: ExtractConfig, timings: dict[str, float] | None, on_stage,
+             media: contextlib.ExitStack) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
     timings = timings if timings is not None else {}
     on_stage = on_stage or (lambda stage: None)
     if sample.error:
@@ -186,15 +194,18 @@ def process_sample(
     timings["text"] = timings.get("text", 0.0) + time.perf_counter() - t0
 
     frame_members: list[tuple[str, bytes]] = []
+    shared = None  # the container the video stage opened, for the audio stage
     if cfg.video.enabled:
         on_stage("video")
         t0 = time.perf_counter()
         with _stage("video"):
+            if cfg.audio.enabled and is_local_file(sample.source):
+                shared = media.enter_context(open_video(sample.source, cfg.video))
             jpg = cfg.video.format == "jpg"
             fs = sample_frames(
                 sample.source, cfg.video, start=sample.start, end=sample.end, seed=seed,
                 transform=(lambda a: (encode_jpeg(a, cfg.video.jpeg_quality), a.shape)) if jpg
-                else None,
+                else None, container=shared,
             )
             if jpg:
                 frame_members = [(shard_format.frame_member(i), f[0])
@@ -237,7 +248,7 @@ def process_sample(
         with _stage("audio"):
             af = audio_features(sample.source, cfg.audio, start=sample.start, end=sample.end,
                                 seed=seed, clip_seconds=clip_len,
-                                max_bytes=cfg.max_sample_bytes)
+                                max_bytes=cfg.max_sample_bytes, container=shared)
         timings["audio"] = timings.get("audio", 0.0) + time.perf_counter() - t0
         mel = af.mel
         if clip_len is None and af.has_audio:

@@ -11,6 +11,7 @@ fixed-length slices.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import numpy as np
 
 from mmprep.errors import SampleError
 from mmprep.media.audio_graph import decode_in_graph, graph_path
-from mmprep.media.io import open_media
+from mmprep.media.io import open_media, rewind_for
 from mmprep.media.norms import audio_norm
 
 _MAX_BAD_PACKETS = 64
@@ -136,14 +137,25 @@ def decode_audio(
     start: float | None = None,
     end: float | None = None,
     max_seconds: float | None = None,
+    container=None,
 ) -> Waveform | None:
     """Decode the first audio stream as mono float32 at ``sample_rate``.
 
     Returns None when the file has no audio stream. ``start``/``end`` cut the clip
     (seconds from the start of the stream); ``max_seconds`` stops decoding early.
+    ``container``: ``source`` already opened (e.g. by the video stage): it is rewound
+    and read from the start when the clip starts within the first second (where no seek
+    is made) and its demuxer rewinds exactly; else the file is opened again, so that a
+    seek lands where it lands in a fresh container (a container's index grows as it is
+    read, and a seek from a different index may land on another packet).
     """
-
-    with open_media(source, stage="audio") as container:
+    if container is not None and (not container.streams.audio or (
+            (start or 0.0) <= SEEK_AFTER
+            and rewind_for(container, container.streams.audio[0]))):
+        opened = contextlib.nullcontext(container)
+    else:
+        opened = open_media(source, stage="audio")
+    with opened as container:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
@@ -157,13 +169,13 @@ def decode_audio(
         fast = None
         declared = float(stream.duration * stream.time_base) if stream.duration else None
         span = None if declared is None else (min(hi, declared) if hi else declared) - lo
-        if (lo <= 1.0 and (span is None or span > GRAPH_MIN_SECONDS)
+        if (lo <= SEEK_AFTER and (span is None or span > GRAPH_MIN_SECONDS)
                 and (path := graph_path(source)) is not None):
             fast = decode_in_graph(path, stream, sample_rate, hi)
         if fast is not None:
             (chunks, first_time), bad = fast, 0
         else:
-            if lo > 1.0:
+            if lo > SEEK_AFTER:
                 container.seek(int((lo - 0.5) / tb) + origin, stream=stream, backward=True)
             chunks, first_time, bad = _decode_frames(container, stream, sample_rate, hi)
         wave = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
@@ -180,6 +192,10 @@ def decode_audio(
             stats={"bad_packets": bad},
         )
 
+
+# Clips starting later than this (seconds) are reached by a seek, earlier ones by decoding
+# from the start.
+SEEK_AFTER = 1.0
 
 # The filter graph opens the file a second time (~10 ms for a small MP4 here); below a
 # few seconds of audio, decoding frame by frame in the open container costs less.
@@ -351,6 +367,7 @@ def audio_features(
     seed: int = 0,
     clip_seconds: float | None = None,
     max_bytes: int | None = None,
+    container=None,
 ) -> AudioFeatures:
     """Decode, featurise and fix the length of one clip's audio, applying ``cfg.missing``.
 
@@ -363,9 +380,11 @@ def audio_features(
             without audio when no ``target_frames`` is set.
         max_bytes: features larger than this are an error (``SampleError``), checked
             before they are allocated.
+        container: ``source`` already opened (see ``decode_audio``).
     """
     limit = None if cfg.max_seconds is None else cfg.max_seconds + 1.0
-    wave = decode_audio(source, cfg.sample_rate, start=start, end=end, max_seconds=limit)
+    wave = decode_audio(source, cfg.sample_rate, start=start, end=end, max_seconds=limit,
+                        container=container)
     if wave is not None and cfg.max_seconds is not None and (
             wave.samples.shape[0] > cfg.max_seconds * cfg.sample_rate):
         raise SampleError("audio", f"the audio lasts more than audio.max_seconds "

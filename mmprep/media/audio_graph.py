@@ -16,18 +16,18 @@ from typing import Any
 
 import numpy as np
 
+from mmprep.media.io import is_local_file
+
 _SAFE_PATH = re.compile(r"[\w./-]+")
 BLOCK = 65536
 
 
 def graph_path(source: Any) -> str | None:
     """The path of ``source`` when it is a local file a filter graph can name as is."""
-    if not isinstance(source, str | os.PathLike):
+    if not is_local_file(source):
         return None
     path = os.fspath(source)
-    if not isinstance(path, str) or "://" in path or not _SAFE_PATH.fullmatch(path):
-        return None
-    return path if os.path.isfile(path) else None
+    return path if _SAFE_PATH.fullmatch(path) else None
 
 
 def decode_in_graph(path: str, stream, rate: int, hi: float | None

@@ -86,3 +86,32 @@ def open_media(source: Any, *, stage: str, timeout: float | None = None,
         container.close()
         if handle is not None:
             handle.close()
+
+
+# Demuxers whose seek to a stream's first packet is exact (a sample table or cues), so a
+# container the video stage used can be rewound for the audio stage: MP4/MOV, Matroska.
+_REWINDABLE = ("mov", "matroska")
+
+
+def is_local_file(source: Any) -> bool:
+    """``source`` names a local file (not a URL, not a file object)."""
+    if not isinstance(source, str | os.PathLike):
+        return False
+    path = os.fspath(source)
+    return isinstance(path, str) and "://" not in path[:16] and os.path.isfile(path)
+
+
+def rewind_for(container, stream) -> bool:
+    """Seek ``container`` back to the first packet of ``stream``, so that decoding it
+    gives what a freshly opened container gives (mov restores its priming-sample skip on
+    a seek to the start). False, and nothing else done, where the demuxer is not known
+    to seek exactly or the seek fails: then the caller opens the file again."""
+    import av
+
+    if container.format.name.split(",")[0] not in _REWINDABLE:
+        return False
+    try:
+        container.seek(stream.start_time or 0, stream=stream, backward=True)
+    except (av.error.FFmpegError, OSError, ValueError):
+        return False
+    return True

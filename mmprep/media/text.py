@@ -116,7 +116,7 @@ class CaptionTokenizer:
         ids = np.full((n, length), self.pad_id, dtype=np.int32)
         mask = np.zeros((n, length), dtype=np.uint8)
         truncated = []
-        for i, enc in enumerate(self.tok.encode_batch(captions) if captions else []):
+        for i, enc in enumerate(self.tok.encode(c) for c in captions):
             row = enc.ids
             if len(row) > length:
                 # Keep the final special token (SEP / end-of-text) when cutting.

@@ -10,6 +10,7 @@ screen at the target time.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 import zlib
 from collections.abc import Iterator
@@ -424,6 +425,7 @@ def sample_frames(
     seed: int = 0,
     transform=None,
     times: list[float] | None = None,
+    container=None,
 ) -> FrameSample:
     """Decode ``source`` and sample frames per ``cfg``.
 
@@ -435,6 +437,8 @@ def sample_frames(
         transform: applied to each rendered (H, W, 3) uint8 frame (e.g. JPEG encoding).
         times: explicit target times (seconds from the stream start) instead of
             ``cfg.sampling``; the frame on screen at each is returned.
+        container: ``source`` already opened by ``open_video`` (left open: the caller
+            closes it; the audio stage may read it next).
 
     ``start``/``end`` (seconds) cut a clip out of a longer video. Each frame is rendered
     (resized, rotated) as soon as it is picked and, when given, passed through
@@ -445,7 +449,9 @@ def sample_frames(
     import av
 
     hw = None if cfg.hwaccel == "none" else cfg.hwaccel
-    with open_media(source, stage="video", hwaccel=hw) as container:
+    opened = contextlib.nullcontext(container) if container is not None else open_video(
+        source, cfg)
+    with opened as container:
         if not container.streams.video:
             raise SampleError("video", "no video stream in file")
         stream = container.streams.video[0]
@@ -503,6 +509,12 @@ def sample_frames(
         return FrameSample(
             frames=items, timestamps=stamps, info=info, window=(lo, hi), stats=reader.stats
         )
+
+
+def open_video(source: Any, cfg: VideoConfig):
+    """``open_media`` for the video stage (with ``cfg.hwaccel``); a context manager."""
+    return open_media(source, stage="video",
+                      hwaccel=None if cfg.hwaccel == "none" else cfg.hwaccel)
 
 
 MAX_FRAMES_PER_CLIP = 10_000
