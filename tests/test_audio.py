@@ -57,6 +57,28 @@ def test_fbank_matches_torchaudio_kaldi(wav_16k):
     np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("window", ["povey", "hanning", "hamming", "rectangular", "blackman"])
+@pytest.mark.parametrize("rate,window_ms,hop_ms,bins", [(16000, 25.0, 10.0, 64),
+                                                       (22050, 25.0, 10.0, 128),
+                                                       (32000, 32.0, 8.0, 40),
+                                                       (8000, 20.0, 12.5, 23)])
+def test_cached_kaldi_fbank_equals_torchaudio_bit_for_bit(window, rate, window_ms, hop_ms,
+                                                         bins):
+    from mmprep.media.fbank import kaldi_fbank
+
+    rng = np.random.default_rng(rate)
+    size = int(rate * window_ms / 1000)
+    for n in (size, size + 1, rate // 3, 2 * rate + 17):
+        wave = torch.from_numpy(rng.normal(0, 0.2, n).astype(np.float32)) * 32768
+        want = kaldi.fbank(wave[None], sample_frequency=float(rate), num_mel_bins=bins,
+                           frame_length=window_ms, frame_shift=hop_ms, dither=0.0,
+                           window_type=window)
+        got = kaldi_fbank(wave, rate, bins, window_ms, hop_ms, window)
+        assert got.dtype == want.dtype and torch.equal(got, want), (n, window)
+    with pytest.raises(ValueError, match="window needs at least"):
+        kaldi_fbank(torch.zeros(size - 1), rate, bins, window_ms, hop_ms, window)
+
+
 def test_melspectrogram_matches_torchaudio(wav_16k):
     cfg = AudioConfig(features="melspectrogram", mel_bins=40, mean=1.0, std=2.0)
     wave = decode_audio(wav_16k, 16000).samples

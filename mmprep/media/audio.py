@@ -21,6 +21,7 @@ import numpy as np
 
 from mmprep.errors import SampleError
 from mmprep.media.audio_graph import decode_in_graph, graph_path
+from mmprep.media.fbank import kaldi_fbank
 from mmprep.media.io import open_media, rewind_for
 from mmprep.media.norms import audio_norm
 
@@ -300,7 +301,10 @@ def log_mel(samples: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     if cfg.waveform_scale != 1.0:
         wave = wave * cfg.waveform_scale
     with torch.no_grad():
-        if cfg.features == "fbank":
+        if cfg.features == "fbank" and cfg.dither == 0.0:
+            feats = kaldi_fbank(wave, cfg.sample_rate, cfg.mel_bins, cfg.window_ms,
+                                cfg.hop_ms, cfg.window)
+        elif cfg.features == "fbank":
             from torchaudio.compliance import kaldi
 
             feats = kaldi.fbank(
