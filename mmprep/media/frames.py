@@ -136,15 +136,16 @@ def _reformat(frame, threads: int, **kwargs):
     return _reformatter().reformat(frame, **kwargs)
 
 
-def _planar_rgb(frame) -> np.ndarray:
+def _planar_rgb(frame, region: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a ``gbrp`` frame (its planes are G, B, R, rows padded to
-    the line size); PyAV's own ``to_ndarray`` of gbrp changed channel order over versions."""
-    h, w = frame.height, frame.width
+    the line size), or of its ``region`` (top, left, height, width) only; PyAV's own
+    ``to_ndarray`` of gbrp changed channel order over versions."""
+    top, left, h, w = region if region is not None else (0, 0, frame.height, frame.width)
     out = np.empty((h, w, 3), dtype=np.uint8)
     for channel, index in enumerate((2, 0, 1)):
         plane = frame.planes[index]
-        rows = np.frombuffer(plane, dtype=np.uint8).reshape(h, plane.line_size)
-        out[:, :, channel] = rows[:, :w]
+        rows = np.frombuffer(plane, dtype=np.uint8).reshape(frame.height, plane.line_size)
+        out[:, :, channel] = rows[top:top + h, left:left + w]
     return out
 
 
@@ -155,8 +156,11 @@ def render(frame, geom: Geometry, interpolation: Interpolation = "bicubic",
     if frame.width == geom.scale_w and frame.height == geom.scale_h:
         arr = frame.to_ndarray(format="rgb24")
     else:
-        arr = _planar_rgb(_reformat(frame, threads, width=geom.scale_w, height=geom.scale_h,
-                                    format="gbrp", interpolation=_SWS[interpolation]))
+        scaled = _reformat(frame, threads, width=geom.scale_w, height=geom.scale_h,
+                           format="gbrp", interpolation=_SWS[interpolation])
+        if geom.crop is not None and not geom.rotation:
+            return _planar_rgb(scaled, geom.crop)  # only the kept pixels are interleaved
+        arr = _planar_rgb(scaled)
     if geom.rotation:
         arr = np.rot90(arr, k=-geom.rotation // 90)
     if geom.crop is not None:
