@@ -376,3 +376,89 @@ def test_no_progress_bar_when_stderr_is_a_file(tmp_path, sample_data):
         subprocess.run([*args, "-o", str(tmp_path / "b"), "--progress", "always"], stderr=fh,
                        check=True, timeout=300)
     assert "clip/s]" in log.read_text()
+
+
+def test_shard_writer_writes_the_bytes_of_tarfile(tmp_path):
+    """Headers are built directly for short ASCII names; the tar stays byte for byte the
+    one Python's tarfile writes in PAX format (long and non-ASCII names go through it),
+    and webdataset reads it back."""
+    import io
+    import tarfile
+
+    import webdataset as wds
+
+    from mmprep.shards.folder import open_output
+    from mmprep.shards.writer import ShardWriter
+
+    long_key = "k" * 120
+    samples = [("a", [("json", b"{}"), ("txt", b"")]),
+               ("clip_0001", [("mel.npy", b"x" * 511), ("f000.jpg", b"y" * 512)]),
+               (long_key, [("txt", b"z" * 513)]),
+               ("caf\u00e9-\u65e5\u672c", [("txt", "\u00e9".encode())]),
+               ("b" * 96, [("json", b"1" * 10000)])]  # name of exactly 100 characters
+    store = open_output(tmp_path / "out")
+    writer = ShardWriter(store, "t", 0)
+    for key, members in samples:
+        writer.write(key, members)
+    [part] = writer.close()
+    got = (tmp_path / "out" / part["file"]).read_bytes()
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for key, members in samples:
+            for suffix, data in members:
+                info = tarfile.TarInfo(name=f"{key}.{suffix}")
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
+    assert got == buf.getvalue()
+    keys = [s["__key__"] for s in wds.WebDataset(str(tmp_path / "out" / part["file"]),
+                                                 shardshuffle=False)]
+    assert keys == [k for k, _ in samples]
+
+
+def test_header_scan_agrees_with_tarfile(tmp_path):
+    """The index is built by reading only the ustar headers of mmprep's tars; for any
+    other tar (pax records, GNU format, damage) tarfile reads it: same answer, same
+    errors."""
+    import io
+    import tarfile
+
+    from mmprep.shards.index import _scan_ustar, scan_members
+    from mmprep.shards.writer import member_header
+
+    def tar_bytes(names, fmt=None, sizes=None):
+        buf = io.BytesIO()
+        if fmt is None:  # mmprep's writer
+            for name, size in zip(names, sizes):
+                buf.write(member_header(name, size) + b"d" * size + b"\0" * (-size % 512))
+            buf.write(b"\0" * 1024)
+            return buf.getvalue()
+        with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+            for name, size in zip(names, sizes):
+                info = tarfile.TarInfo(name)
+                info.size = size
+                tar.addfile(info, io.BytesIO(b"d" * size))
+        return buf.getvalue()
+
+    def by_tarfile(data):
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            return [(i.name, i.offset, i.offset_data, i.size) for i in tar if i.isfile()]
+
+    names, sizes = ["a.json", "a.f000.jpg", "b.txt", "c" * 100], [3, 1000, 0, 512]
+    plain = tar_bytes(names, sizes=sizes)
+    assert _scan_ustar(io.BytesIO(plain)) == by_tarfile(plain) != []
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        other = tar_bytes(["x" * 150 + ".txt", "caf\u00e9.txt"], fmt, [5, 7])
+        assert _scan_ustar(io.BytesIO(other)) is None
+        assert scan_members(io.BytesIO(other)) == by_tarfile(other)
+    bad_sum = bytearray(plain)
+    bad_sum[0] = ord("z")  # the first name changes, its checksum no longer matches
+    assert _scan_ustar(io.BytesIO(bytes(bad_sum))) is None
+    with pytest.raises(tarfile.ReadError):
+        scan_members(io.BytesIO(bytes(bad_sum)))
+    cut = plain[:512 + 100]  # the first member's header, then its data cut short
+    assert _scan_ustar(io.BytesIO(cut)) is None
+    with pytest.raises((tarfile.ReadError, EOFError, OSError)):
+        scan_members(io.BytesIO(cut))

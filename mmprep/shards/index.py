@@ -38,12 +38,58 @@ def scan_members(fileobj) -> list[tuple[str, int, int, int]]:
     """(name, header offset, data offset, size) of each file member of a seekable tar, in
     order; the data is skipped over, not read. Raises ``tarfile.TarError``/``OSError``
     for a tar that cannot be read to its end."""
+    start = fileobj.tell()
+    fast = _scan_ustar(fileobj)
+    if fast is not None:
+        return fast
+    fileobj.seek(start)
     out = []
     with tarfile.open(fileobj=fileobj, mode="r:") as tar:
         for info in tar:
             if info.isfile():
                 out.append((info.name, info.offset, info.offset_data, info.size))
     return out
+
+
+def _scan_ustar(fileobj) -> list[tuple[str, int, int, int]] | None:
+    """``scan_members`` for the plain tars mmprep writes (ustar headers of regular files
+    with ASCII names, no pax or GNU records), reading only the headers. None for
+    anything else, a damaged header or a member running past the end of the file: then
+    ``tarfile`` reads the tar (and raises its own error for a damaged one)."""
+    base = fileobj.tell()
+    fileobj.seek(0, 2)
+    end = fileobj.tell()
+    out = []
+    offset = base
+    while True:
+        fileobj.seek(offset)
+        block = fileobj.read(512)
+        if len(block) < 512:
+            return None  # no end-of-archive marker
+        if block == _ZERO_BLOCK:
+            return out
+        if block[156:157] not in (b"0", b"\0") or block[257:263] != b"ustar\0":
+            return None
+        try:
+            name = _text(block[:100])
+            size = int(_text(block[124:136]).strip() or "0", 8)
+            stored = int(_text(block[148:156]).strip() or "0", 8)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        data = offset + 512
+        if (name.endswith("/") or block[345:346] != b"\0" or data + size > end
+                or stored != sum(block[:148]) + 256 + sum(block[156:])):
+            return None
+        out.append((name, offset, data, size))
+        offset = data + -(-size // 512) * 512
+
+
+def _text(field: bytes) -> str:
+    """A tar header field: ASCII up to the first NUL."""
+    return field.split(b"\0", 1)[0].decode("ascii")
+
+
+_ZERO_BLOCK = b"\0" * 512
 
 
 def sample_table(members: list[tuple[str, int, int, int]]) -> list[Entry]:

@@ -17,6 +17,30 @@ from mmprep.errors import MmprepError
 from mmprep.shards.format import TMP_SUFFIX, part_name, shard_stem
 from mmprep.storage import Store
 
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE
+# mode 0644, uid 0, gid 0 | mtime 0, checksum placeholder, regular file, no link name, ustar
+_OWNER = b"0000644\0" b"0000000\0" b"0000000\0"
+_TAIL = b"00000000000\0" + b" " * 8 + tarfile.REGTYPE + b"\0" * 100 + tarfile.POSIX_MAGIC
+
+
+def member_header(name: str, size: int) -> bytes:
+    """The header ``tarfile`` writes in PAX format for a regular member with mtime 0,
+    mode 0644, uid/gid 0 and empty owner names, built directly for short ASCII names
+    (``tarfile`` takes about ten times as long); other names go through ``tarfile``
+    (a pax record first). Equal to tarfile's bytes (tested)."""
+    if name.isascii() and len(name) <= 100 and size < 8 ** 11:
+        head = (name.encode("ascii").ljust(100, b"\0") + _OWNER + b"%011o\0" % size
+                + _TAIL).ljust(_BLOCK, b"\0")
+        return head[:148] + b"%06o\0 " % sum(head) + head[156:]
+    info = tarfile.TarInfo(name=name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+
 
 def npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
@@ -29,7 +53,9 @@ class ShardWriter:
 
     Every tar member has mtime 0, uid/gid 0, mode 0644 and empty owner names, so the same
     samples always give byte-identical tars. Parts are written under a temporary name
-    and committed (renamed, or uploaded) when closed.
+    and committed (renamed, or uploaded) when closed. The bytes are those of
+    ``tarfile`` in PAX format (headers from ``member_header``, data padded to 512-byte
+    blocks, two zero blocks and padding to a 10 KiB record at the end).
     """
 
     def __init__(self, store: Store, name: str, index: int, max_bytes: int | None = None):
@@ -38,8 +64,8 @@ class ShardWriter:
         self.index = index
         self.max_bytes = max_bytes
         self.parts: list[dict[str, Any]] = []
-        self._fh = None
-        self._tar: tarfile.TarFile | None = None
+        self._fh = None  # the open part
+        self._offset = 0  # bytes written to the open part
         self._tmp: Path | None = None
         self._part_bytes = 0
         self._part_samples = 0
@@ -50,22 +76,21 @@ class ShardWriter:
         final = part_name(self.name, self.index, len(self.parts))
         self._tmp = self.store.temp_for(final)  # unique to this writer, created exclusively
         self._fh = open(self._tmp, "r+b")  # noqa: SIM115 - closed in _close_part/abort
-        self._tar = tarfile.open(  # noqa: SIM115
-            fileobj=self._fh, mode="w", format=tarfile.PAX_FORMAT
-        )
+        self._offset = 0
         self.parts.append({"file": final, "samples": 0, "bytes": 0})
         self._part_bytes = 0
         self._part_samples = 0
         self._part_members = []
 
     def _close_part(self) -> None:
-        if self._tar is None:
+        if self._fh is None:
             return
-        self._tar.close()
+        end = self._offset + 2 * _BLOCK  # the end-of-archive marker, then a whole record
+        self._fh.write(b"\0" * (2 * _BLOCK + -end % _RECORD))
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
-        self._tar = self._fh = None
+        self._fh = None
         table = verify_tar(self._tmp, self._part_members)  # before it gets its final name
         self.parts[-1]["bytes"] = self._tmp.stat().st_size
         self.tables.append({"file": self.parts[-1]["file"], "bytes": self.parts[-1]["bytes"],
@@ -76,7 +101,7 @@ class ShardWriter:
         """Add one sample (``KEY.suffix`` members); returns its size in bytes."""
         members = list(members)
         size = sum(512 + -(-len(data) // 512) * 512 for _, data in members)
-        if self._tar is None:
+        if self._fh is None:
             self._open_part()
         elif self.max_bytes is not None and self._part_samples and (
             self._part_bytes + size > self.max_bytes
@@ -84,14 +109,15 @@ class ShardWriter:
             self._close_part()
             self._open_part()
         for suffix, data in members:
-            info = tarfile.TarInfo(name=f"{key}.{suffix}")
-            info.size = len(data)
-            info.mtime = 0
-            info.mode = 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            self._tar.addfile(info, io.BytesIO(data))
-            self._part_members.append(info.name)
+            name = f"{key}.{suffix}"
+            header = member_header(name, len(data))
+            pad = -len(data) % _BLOCK
+            self._fh.write(header)
+            self._fh.write(data)
+            if pad:
+                self._fh.write(b"\0" * pad)
+            self._offset += len(header) + len(data) + pad
+            self._part_members.append(name)
         self._part_bytes += size
         self._part_samples += 1
         self.parts[-1]["samples"] += 1
@@ -99,19 +125,18 @@ class ShardWriter:
 
     def close(self) -> list[dict[str, Any]]:
         """Finish the last part (an empty shard still gets one, empty, tar)."""
-        if self._tar is None and not self.parts:
+        if self._fh is None and not self.parts:
             self._open_part()
         self._close_part()
         return self.parts
 
     def abort(self) -> None:
-        if self._tar is not None:
+        if self._fh is not None:
             try:
-                self._tar.close()
                 self._fh.close()
             finally:
                 self._tmp.unlink(missing_ok=True)
-            self._tar = self._fh = None
+            self._fh = None
 
 
 def has_end_marker(fileobj) -> bool:
