@@ -82,7 +82,7 @@ def pyav_decode_all(path, times, size, threads) -> Frames:
 def floor_frames(path, times, size, threads) -> Frames:
     """The floor: decode only up to each target, non-reference frames skipped. A plain
     PyAV loop (not mmprep's sampler): seek to the keyframe before a target when it lies
-    ahead of what is decoded, feed packets more than two frame steps before the target
+    ahead of what is decoded, feed packets more than 1.5 frame steps before the target
     with ``skip_frame="NONREF"``, decode the rest in full up to the first frame after the
     target, and convert only the frame shown (one ``reformat`` to the output size)."""
     import av
@@ -95,7 +95,7 @@ def floor_frames(path, times, size, threads) -> Frames:
         if threads != 1:
             ctx.thread_type = "AUTO"
         origin, tb = st.start_time or 0, float(st.time_base)
-        window = 2.0 / float(st.average_rate or 25)
+        window = 1.5 / float(st.average_rate or 25)
         entries = st.index_entries
         if sum(e.is_keyframe for e in entries) < 2:  # Matroska: cues load on a seek
             container.seek(origin, stream=st, backward=True)

@@ -28,6 +28,7 @@ Sampling = Literal["uniform", "random", "fps", "keyframes"]
 
 _EPS = 1e-6
 _MAX_BAD_PACKETS = 64
+WINDOW_STEPS = 1.5  # frame steps before a target decoded in full (see FrameReader)
 
 
 @dataclass
@@ -176,7 +177,9 @@ class FrameReader:
         self.origin = stream.start_time if stream.start_time is not None else 0
         rate = stream.average_rate or stream.guessed_rate
         self.frame_step = 1.0 / float(rate) if rate else 0.04
-        self.window = 2.0 * self.frame_step
+        # packets earlier than this before a target cannot be the frame shown at a constant
+        # frame rate (the half step absorbs rounded timestamps, e.g. Matroska's milliseconds)
+        self.window = WINDOW_STEPS * self.frame_step
         self.allow_seek = seek
         self.skip_nonref = skip_nonref
         self.min_seek_gap = min_seek_gap
