@@ -282,18 +282,20 @@ def test_scaling_frames_starts_no_threads(indexed_clip):
 def test_default_decoder_threads_by_resolution_and_worker_share():
     from mmprep.media.video import VideoInfo, decoder_threads, set_cores_per_worker
 
-    def info(w, h):
-        return VideoInfo(duration=1.0, fps=25.0, width=w, height=h, codec="h264",
+    def info(w, h, codec="h264"):
+        return VideoInfo(duration=1.0, fps=25.0, width=w, height=h, codec=codec,
                          rotation=0, frames=25)
 
     try:
         set_cores_per_worker(None)  # outside a pool: FFmpeg's automatic count from 480p
         assert decoder_threads(info(640, 360)) == 1
         assert decoder_threads(info(854, 480)) == 0 and decoder_threads(info(1280, 720)) == 0
+        assert decoder_threads(info(640, 360, "vp9")) == 0  # VP9 gains at any size
         set_cores_per_worker(2 // 2)  # 2 workers on 2 cores: one thread each
         assert decoder_threads(info(1280, 720)) == 1
         set_cores_per_worker(16 // 2)  # 2 workers on 16 cores: 8 threads each
         assert decoder_threads(info(1280, 720)) == 8 and decoder_threads(info(320, 240)) == 1
+        assert decoder_threads(info(320, 240, "vp9")) == 8
         set_cores_per_worker(0)  # more workers than cores: still one thread
         assert decoder_threads(info(1280, 720)) == 1
     finally:

@@ -522,9 +522,13 @@ def open_video(source: Any, cfg: VideoConfig):
 
 MAX_FRAMES_PER_CLIP = 10_000
 
-# Frame threads pay off from about 480p up; below it (360p, VP9 especially) the thread
-# start-up and hand-over cost more than they save on a few frames per clip.
+# Frame threads pay off from about 480p up; below it the thread start-up and hand-over
+# cost more than they save on a few frames per clip.
 AUTO_THREADS_MIN_PIXELS = 400_000
+# Codecs whose decoder gains from threads at any size: FFmpeg's VP9 decoder sampled
+# 0.74-0.81x as long with its automatic threads as with one, on a 30 s 360p file on 2
+# cores (``mmprep bench decode --suite --only "360p VP9"``, the "threads auto" row).
+THREADED_CODECS = frozenset({"vp9"})
 
 
 # Cores each process may give its decoder threads; the extract pool sets it in every
@@ -540,11 +544,13 @@ def set_cores_per_worker(cores: int | None) -> None:
 
 
 def decoder_threads(info: VideoInfo) -> int:
-    """The decoder thread count ``VideoConfig.threads=None`` picks: one below about 480p;
-    from 480p up, FFmpeg's automatic count (which follows the process's CPU affinity)
-    outside a pool, and in a pool the worker's share of the cores, so that workers times
-    threads never exceeds the cores (a share of one core: one thread)."""
-    if info.width * info.height < AUTO_THREADS_MIN_PIXELS:
+    """The decoder thread count ``VideoConfig.threads=None`` picks: one below about 480p
+    (except for ``THREADED_CODECS``); from 480p up, FFmpeg's automatic count (which
+    follows the process's CPU affinity) outside a pool, and in a pool the worker's share
+    of the cores, so that workers times threads never exceeds the cores (a share of one
+    core: one thread)."""
+    if (info.width * info.height < AUTO_THREADS_MIN_PIXELS
+            and info.codec not in THREADED_CODECS):
         return 1
     return 0 if _CORES_PER_WORKER is None else _CORES_PER_WORKER
 
