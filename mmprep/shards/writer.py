@@ -65,7 +65,6 @@ class ShardWriter:
         self.max_bytes = max_bytes
         self.parts: list[dict[str, Any]] = []
         self._fh = None  # the open part
-        self._offset = 0  # bytes written to the open part
         self._tmp: Path | None = None
         self._part_bytes = 0
         self._part_samples = 0
@@ -76,7 +75,6 @@ class ShardWriter:
         final = part_name(self.name, self.index, len(self.parts))
         self._tmp = self.store.temp_for(final)  # unique to this writer, created exclusively
         self._fh = open(self._tmp, "r+b")  # noqa: SIM115 - closed in _close_part/abort
-        self._offset = 0
         self.parts.append({"file": final, "samples": 0, "bytes": 0})
         self._part_bytes = 0
         self._part_samples = 0
@@ -85,7 +83,7 @@ class ShardWriter:
     def _close_part(self) -> None:
         if self._fh is None:
             return
-        end = self._offset + 2 * _BLOCK  # the end-of-archive marker, then a whole record
+        end = self._fh.tell() + 2 * _BLOCK  # the end-of-archive marker, then a whole record
         self._fh.write(b"\0" * (2 * _BLOCK + -end % _RECORD))
         self._fh.flush()
         os.fsync(self._fh.fileno())
@@ -116,7 +114,6 @@ class ShardWriter:
             self._fh.write(data)
             if pad:
                 self._fh.write(b"\0" * pad)
-            self._offset += len(header) + len(data) + pad
             self._part_members.append(name)
         self._part_bytes += size
         self._part_samples += 1
