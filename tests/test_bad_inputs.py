@@ -59,6 +59,13 @@ def bad_inputs(tmp_path_factory):
     add("vfr", make_indexed_clip(d / "vfr.mp4", 6, frame_times=[0, 0.1, 0.15, 0.9, 1.0, 2.2],
                                  gop=None))
     add("corrupt_middle", corrupt_middle(good, d / "corrupt.mp4"), expect="either")
+    data = good.read_bytes()  # a damaged sample description: the stream has no decoder
+    assert b"avc1" in data and b"mp4a" in data and b"esds" in data
+    (d / "no_video_codec.mp4").write_bytes(data.replace(b"avc1", b"zzzz"))
+    add("no_video_codec", d / "no_video_codec.mp4", expect="error:video")
+    (d / "no_audio_codec.mp4").write_bytes(data.replace(b"mp4a", b"zzzz")
+                                           .replace(b"esds", b"zzzz"))
+    add("no_audio_codec", d / "no_audio_codec.mp4", expect="error:audio")
     spaced = d / "dossier avec espaces ünïcødé 日本"
     spaced.mkdir()
     add("unicode_path", shutil.copy(good, spaced / "vidéo clip.mp4"))
@@ -120,6 +127,10 @@ def test_every_sample_is_a_shard_sample_or_an_error_record(bad_run):
 
 def test_bad_input_details(bad_run):
     out, _, expected = bad_run
+    errors = {e["key"]: e for e in map(json.loads, (out / "errors.jsonl").read_text()
+                                       .splitlines())}
+    for key in ("no_video_codec", "no_audio_codec"):
+        assert "codec is unknown or its parameters are damaged" in errors[key]["message"]
     samples = {s["__key__"]: s for s in wds.WebDataset(shard_files(out), shardshuffle=False)
                .decode("rgb8")}
     meta = {k: s["json"] for k, s in samples.items()}

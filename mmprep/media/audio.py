@@ -161,6 +161,9 @@ def decode_audio(
             return None
         stream = container.streams.audio[0]
         ctx = stream.codec_context
+        if ctx is None:
+            raise SampleError("audio", "the audio stream's codec is unknown or its "
+                                       "parameters are damaged (no decoder opens)")
         origin = stream.start_time or 0
         tb = float(stream.time_base) if stream.time_base else 1.0 / (ctx.sample_rate or 1)
         lo = max(0.0, float(start or 0.0))

@@ -459,6 +459,9 @@ def sample_frames(
             raise SampleError("video", "no video stream in file")
         stream = container.streams.video[0]
         ctx = stream.codec_context
+        if ctx is None:
+            raise SampleError("video", "the video stream's codec is unknown or its "
+                                       "parameters are damaged (no decoder opens)")
         info = probe(container, stream)
         threads = decoder_threads(info) if cfg.threads is None else cfg.threads
         ctx.thread_count = threads
