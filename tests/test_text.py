@@ -115,3 +115,26 @@ def test_empty_captions_are_dropped_and_missing_is_an_error():
 def test_max_captions():
     kept, _ = clean_captions(CAPTIONS, TextConfig(max_captions=2))
     assert kept == CAPTIONS[:2]
+
+
+def test_tokenizers_of_several_lengths_share_one_vocabulary_load():
+    """The loaded vocabulary is shared (the worker pool's fork server loads it once);
+    each length still gets its own padding and truncation."""
+    short, long_ = get_tokenizer("bert-base-uncased", 8), get_tokenizer("bert-base-uncased", 64)
+    assert short.tok is long_.tok
+    text = " ".join(["word"] * 20)
+    cut, full = short([text]), long_([text])
+    assert cut.ids.shape == (1, 8) and cut.truncated == [True] and cut.ids[0, -1] == 102
+    assert full.ids.shape == (1, 64) and full.truncated == [False]
+    assert int(full.mask.sum()) == 22 and (cut.ids[0, :7] == full.ids[0, :7]).all()
+
+
+def test_the_fork_server_preload_warms_the_packaged_vocabulary():
+    import subprocess
+    import sys
+
+    code = ("import mmprep.extract.executors.preload, sys;"
+            "from mmprep.media.text import _wordpiece;"
+            "assert _wordpiece.cache_info().currsize == 1, _wordpiece.cache_info();"
+            "assert 'PIL.JpegImagePlugin' in sys.modules and 'numpy.random' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

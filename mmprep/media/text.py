@@ -145,7 +145,10 @@ def _packaged_vocab() -> Path:
     return Path(str(resources.files("mmprep") / "assets" / "bert-base-uncased-vocab.txt"))
 
 
+@functools.lru_cache(maxsize=8)
 def _wordpiece(vocab: Path, lowercase: bool):
+    """A WordPiece tokenizer of ``vocab`` (loaded once per process: ``CaptionTokenizer``
+    only turns truncation and padding off, so every caller may share it)."""
     from tokenizers import BertWordPieceTokenizer
 
     return BertWordPieceTokenizer(
