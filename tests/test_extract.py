@@ -70,7 +70,7 @@ def test_shards_read_back_with_webdataset(extracted, sample_data):
         assert meta["audio_rate"] == 16000 and meta["mel_hop"] == 0.01
         assert meta["meta"]["shape"] == m["shape"]
         assert meta["split"] == m["split"]
-        assert meta["pipeline_hash"] and meta["mmprep_version"]
+        assert meta["pipeline_hash"] == small_cfg().content_hash() and meta["mmprep_version"]
 
 
 def test_tar_members_follow_the_contract(extracted):
@@ -462,3 +462,23 @@ def test_header_scan_agrees_with_tarfile(tmp_path):
     assert _scan_ustar(io.BytesIO(cut)) is None
     with pytest.raises((tarfile.ReadError, EOFError, OSError)):
         scan_members(io.BytesIO(cut))
+
+
+def test_each_run_records_the_hash_of_its_own_config(sample_data, tmp_path):
+    """The hash is computed once per run (in each worker, or once inline), from the
+    config of that run: a changed config object gives the changed hash."""
+    from mmprep.extract import PoolOptions
+
+    samples = read_manifest(sample_data)[:2]
+    cfg = small_cfg()
+    hashes = {}
+    for workers in (0, 1):
+        for size in (32, 48):
+            cfg.video.size = size
+            out = tmp_path / f"w{workers}_s{size}"
+            extract(samples, out, cfg, RunOptions(progress=False,
+                                                  pool=PoolOptions(workers=workers)))
+            metas = [s["json"] for s in read_back(out)]
+            assert {m["pipeline_hash"] for m in metas} == {cfg.content_hash()}
+            hashes[workers, size] = cfg.content_hash()
+    assert hashes[0, 32] == hashes[1, 32] != hashes[0, 48] == hashes[1, 48]

@@ -147,19 +147,25 @@ def process_sample(
     cfg: ExtractConfig,
     timings: dict[str, float] | None = None,
     on_stage=None,
+    *,
+    pipeline_hash: str | None = None,
 ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
     """Run all stages for one sample; returns (tar members, metadata).
 
     Raises ``SampleError`` (with the failing stage) for any problem with this sample.
     ``on_stage(name)`` is called when a stage starts (used to report hung stages).
     A local file is opened once: the video stage reads it, the audio stage rewinds it.
+    ``pipeline_hash``: ``cfg.content_hash()`` when the caller has it (a run computes it
+    once instead of once per sample).
     """
     with contextlib.ExitStack() as media:
-        return _process(sample, cfg, timings, on_stage, media)
+        return _process(sample, cfg, timings, on_stage, media,
+                        pipeline_hash or cfg.content_hash())
 
 
 def _process(sample: Sample, cfg: ExtractConfig, timings: dict[str, float] | None, on_stage,
-             media: contextlib.ExitStack) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+             media: contextlib.ExitStack, pipeline_hash: str
+             ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
     timings = timings if timings is not None else {}
     on_stage = on_stage or (lambda stage: None)
     if sample.error:
@@ -289,7 +295,7 @@ def _process(sample: Sample, cfg: ExtractConfig, timings: dict[str, float] | Non
         warnings="\n".join(warnings),
         num_warnings=len(warnings),
         pipeline=cfg.pipeline,
-        pipeline_hash=cfg.content_hash(),
+        pipeline_hash=pipeline_hash,
         mmprep_version=__version__,
     )
     on_stage("pack")
@@ -327,11 +333,13 @@ class Outcome:
         return sum(len(d) for _, d in self.members) if self.members else 0
 
 
-def run_sample(sample: Sample, cfg: ExtractConfig, on_stage=None) -> Outcome:
+def run_sample(sample: Sample, cfg: ExtractConfig, on_stage=None, *,
+               pipeline_hash: str | None = None) -> Outcome:
     """``process_sample`` that returns an error record instead of raising."""
     timings: dict[str, float] = {}
     try:
-        members, meta = process_sample(sample, cfg, timings, on_stage)
+        members, meta = process_sample(sample, cfg, timings, on_stage,
+                                       pipeline_hash=pipeline_hash)
     except SampleError as exc:
         record = error_record(sample, exc)
         cause = exc.__cause__

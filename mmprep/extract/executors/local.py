@@ -108,11 +108,12 @@ def _deadline(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _run_one(sample: Sample, cfg: ExtractConfig, timeout: float | None) -> Outcome:
+def _run_one(sample: Sample, cfg: ExtractConfig, timeout: float | None,
+             pipeline_hash: str | None = None) -> Outcome:
     """``run_sample`` in this process, with the sample timeout enforced."""
     try:
         with _deadline(timeout) as expired:
-            outcome = run_sample(sample, cfg)
+            outcome = run_sample(sample, cfg, pipeline_hash=pipeline_hash)
     except _SampleTimeout:
         outcome = None
     if outcome is None or (not outcome.ok and expired()):
@@ -129,11 +130,12 @@ def _run_inline(todo, cfg, store, fail_fast, on_sample, extra_stats,
                          "thread; run from the main thread, use workers >= 1, or set "
                          "sample_timeout to 0 (--sample-timeout 0)")
     finished = []
+    pipeline_hash = cfg.content_hash()
     for index, chunk in todo:
         job = ShardJob(index, chunk, cfg, store, fail_fast=fail_fast, extra_stats=extra_stats)
         try:
             for pos, sample in enumerate(chunk):
-                outcome = _run_one(sample, cfg, timeout)
+                outcome = _run_one(sample, cfg, timeout, pipeline_hash)
                 job.add(pos, outcome)
                 on_sample(outcome.ok)
         except BaseException:

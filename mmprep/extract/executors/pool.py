@@ -136,6 +136,7 @@ def _worker_main(conn, stage, cfg_data: dict[str, Any], torch_threads: int,
             conn.send((_INIT_ERROR, str(exc)))
         return
     codes = {name: i for i, name in enumerate(_STAGE_NAMES)}
+    pipeline_hash = cfg.content_hash()
 
     def on_stage(name: str) -> None:
         stage.value = codes.get(name, 0)
@@ -151,7 +152,7 @@ def _worker_main(conn, stage, cfg_data: dict[str, Any], torch_threads: int,
         stage.value = codes["manifest"]  # from here on, a death is this sample's
         sample = Sample.from_dict(sample_data)
         try:
-            outcome = run_sample(sample, cfg, on_stage)
+            outcome = run_sample(sample, cfg, on_stage, pipeline_hash=pipeline_hash)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the sample
             outcome = Outcome(None, error=failure_record(
                 sample, "internal", type(exc).__name__, f"unexpected error: {exc}"))
