@@ -169,6 +169,57 @@ def test_decoded_frames_never_above_floor_plus_one_gop(clip, skip):
         assert fs.stats["decoded"] <= floor + gop, (sampling, n, fs.stats, floor, gop)
 
 
+def _vp8(path):
+    return make_indexed_clip(path, N, fps=FPS, audio=False, gop=GOP, codec="libvpx",
+                             options={"deadline": "realtime", "cpu-used": "8"})
+
+
+@pytest.mark.parametrize("maker", [_vp9, _vp8, _vfr], ids=["vp9", "vp8", "h264-vfr"])
+def test_in_order_codecs_never_decode_past_a_target(tmp_path, maker):
+    """VP8/VP9 on one thread: packets stamped after a target stay undecoded unless a
+    later target needs them; frames as a full decode shows them; an H.264 file with
+    B-frames holds nothing (its frames leave the decoder out of packet order)."""
+    path = maker(tmp_path / ("clip.webm" if maker is not _vfr else "clip.mp4"))
+    in_order = maker is not _vfr
+    frames = full_decode(path)
+    for sampling, n in (("uniform", 8), ("random", 5), ("fps", 1), ("uniform", 40)):
+        for lo, hi in ((None, None), (1.3, 6.1)):
+            cfg = native(sampling=sampling, num_frames=n, fps=1.0, threads=1)
+            fs = sample_frames(path, cfg, start=lo, end=hi, seed=n)
+            targets = target_times(cfg, lo or 0.0, fs.window[1], seed=n)
+            want = [on_screen(frames, t) for t in targets]
+            for got, ts, i in zip(fs.frames, fs.timestamps, want, strict=True):
+                assert ts == pytest.approx(frames[i][0], abs=1e-5)
+                assert np.array_equal(got, frames[i][1])
+            if in_order:
+                assert fs.stats["decoded"] <= floor_frames(frames, targets), (sampling, n)
+            else:
+                assert fs.stats["held_packets"] == 0
+    if in_order:  # the held packet after each sparse target is never decoded
+        fs = sample_frames(path, native(num_frames=3, threads=1))
+        assert fs.stats["held_packets"] >= 2
+        assert fs.stats["decoded"] == floor_frames(frames, fs.timestamps)
+
+
+@pytest.mark.parametrize("maker", [_vp9, _vp8], ids=["vp9", "vp8"])
+def test_held_packets_near_the_end_and_before_the_first_frame(tmp_path, maker):
+    path = maker(tmp_path / "clip.webm")
+    frames = full_decode(path)
+    end = frames[-1][0]
+    for targets in ([0.0, end - 0.5, end - 0.06, end - 1e-4, end, end + 0.5],
+                    [frames[5][0] - 1e-3, frames[5][0], frames[6][0] - 1e-3]):
+        c = av.open(str(path))
+        st = c.streams.video[0]
+        st.codec_context.thread_count = 1
+        reader = FrameReader(c, st)
+        with c:
+            for n, t in enumerate(targets):
+                got_t, frame = reader.frame_at(t, last=n == len(targets) - 1)
+                i = on_screen(frames, t)
+                assert got_t == pytest.approx(frames[i][0], abs=1e-6)
+                assert np.array_equal(frame.to_ndarray(format="rgb24"), frames[i][1])
+
+
 def test_hardware_decoding_falls_back_to_the_cpu_without_a_flag(tmp_path):
     """hwaccel="cuda" on a machine without NVDEC decodes on the CPU: same frames."""
     import torch

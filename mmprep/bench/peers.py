@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mmprep.media.frames import Geometry, render
-from mmprep.media.video import VideoConfig, sample_frames
+from mmprep.media.video import IN_ORDER_CODECS, VideoConfig, sample_frames
 
 Frames = tuple[list[np.ndarray], int | None]
 Size = tuple[int, int] | None
@@ -84,7 +84,9 @@ def floor_frames(path, times, size, threads) -> Frames:
     PyAV loop (not mmprep's sampler): seek to the keyframe before a target when it lies
     ahead of what is decoded, feed packets more than 1.5 frame steps before the target
     with ``skip_frame="NONREF"``, decode the rest in full up to the first frame after the
-    target, and convert only the frame shown (one ``reformat`` to the output size)."""
+    target (for a codec without reordering on one thread, up to the target's own frame:
+    a packet stamped after the target is decoded only if the next target needs it), and
+    convert only the frame shown (one ``reformat`` to the output size)."""
     import av
 
     out, count = [], 0
@@ -95,6 +97,7 @@ def floor_frames(path, times, size, threads) -> Frames:
         if threads != 1:
             ctx.thread_type = "AUTO"
         origin, tb = st.start_time or 0, float(st.time_base)
+        in_order = ctx.name in IN_ORDER_CODECS and threads == 1
         window = 1.5 / float(st.average_rate or 25)
         entries = st.index_entries
         if sum(e.is_keyframe for e in entries) < 2:  # Matroska: cues load on a seek
@@ -110,8 +113,10 @@ def floor_frames(path, times, size, threads) -> Frames:
             nonlocal count
             for packet in container.demux(st):
                 if packet.pts is not None:
-                    early = (packet.pts - origin) * tb < target - window
-                    ctx.skip_frame = "NONREF" if early else "DEFAULT"
+                    pt = (packet.pts - origin) * tb
+                    ctx.skip_frame = "NONREF" if pt < target - window else "DEFAULT"
+                    if in_order and pt > target + 1e-6:
+                        yield pt, None  # decoded only when the loop resumes this
                 for frame in packet.decode():
                     count += 1
                     yield (frame.pts - origin) * tb, frame
@@ -125,10 +130,11 @@ def floor_frames(path, times, size, threads) -> Frames:
                 frames, shown, ahead = decoded(), None, None
             while (item := ahead or next(frames, None)) is not None:
                 ahead = None
-                if item[0] > target + 1e-6:
+                if item[0] > target + 1e-6 and (item[1] is not None or shown is not None):
                     ahead = item
                     break
-                shown = item
+                if item[1] is not None:
+                    shown = item
             out.append(_reformat((shown or ahead)[1], size))
     return out, count
 

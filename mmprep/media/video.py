@@ -166,6 +166,11 @@ class FrameReader:
     stretch before the target is decoded in full; if a dropped frame turns out to be the
     one on screen (a gap longer than the window, variable frame rate), that target is
     decoded again from its keyframe without skipping.
+
+    Never decoding past a target: for a codec whose frames leave the decoder in packet
+    order (``IN_ORDER_CODECS``, one decoder thread), a packet stamped after the target
+    cannot hold the frame shown at it, so it is held undecoded, as ``(time, None)``,
+    and decoded only if a later target needs it (after a seek it is dropped unread).
     """
 
     def __init__(self, container, stream, *, seek: bool = True, skip_nonref: bool = True,
@@ -192,11 +197,15 @@ class FrameReader:
         self.skipping = False  # packets are being fed with skip_frame=NONREF
         self.dropped: list[float] = []  # times of packets fed while skipping
         self._manage_skip = skip_nonref
+        # packets stamped after the target are held undecoded (see the class docs)
+        self._hold = (self.ctx is not None and self.ctx.name in IN_ORDER_CODECS
+                      and self.ctx.thread_count == 1
+                      and not getattr(self.ctx, "is_hwaccel", False))
         self._iter: Iterator | None = None
         self._last_time: float | None = None
         self._kf_times: list[float] | None = None
         self.stats = {"decoded": 0, "seeks": 0, "bad_packets": 0, "skipped_packets": 0,
-                      "redone": 0}
+                      "redone": 0, "held_packets": 0}
         self._kf_seek: list[int] = []
         if seek and (index := self._index_keyframes()) is not None:
             self._kf_times, self._kf_seek = index
@@ -258,6 +267,12 @@ class FrameReader:
                 if early:
                     self.dropped.append(pt)
                     self.stats["skipped_packets"] += 1
+            if self._hold and self.target is not None and packet.pts is not None:
+                pt = (packet.pts - self.origin) * self.tb
+                if pt > self.target + _EPS:
+                    self.stats["held_packets"] += 1
+                    yield pt, None  # decoded below when the reader asks for more
+                    self.stats["held_packets"] -= 1
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
@@ -280,7 +295,7 @@ class FrameReader:
         if self._iter is None:
             self._iter = self._decode()
         item = next(self._iter, None)
-        if item is not None and item[1].key_frame:
+        if item is not None and item[1] is not None and item[1].key_frame:
             t = item[0]
             if self.last_kf is not None and t > self.last_kf:
                 self.kf_interval = max(self.kf_interval, t - self.last_kf)
@@ -348,6 +363,11 @@ class FrameReader:
             self.pending = None
             if item is None:
                 break
+            if item[1] is None:  # a held packet
+                if item[0] <= t + _EPS or self.prev is None:
+                    continue  # needed after all: the reader decodes it next
+                self.pending = item
+                break
             if item[0] <= t + _EPS:
                 self.prev = item
                 continue
@@ -381,6 +401,7 @@ class FrameReader:
 
     def keyframes(self, start: float = 0.0) -> Iterator[tuple[float, Any]]:
         """Decode only keyframes (the decoder discards everything else) from ``start``."""
+        self.target = None  # no packet is held
         self._manage_skip = False
         self.ctx.skip_frame = "NONKEY"
         try:
@@ -532,6 +553,10 @@ AUTO_THREADS_MIN_PIXELS = 400_000
 # 0.74-0.81x as long with its automatic threads as with one, on a 30 s 360p file on 2
 # cores (``mmprep bench decode --suite --only "360p VP9"``, the "threads auto" row).
 THREADED_CODECS = frozenset({"vp9"})
+# Codecs without frame reordering: each packet's frame leaves a one-thread decoder at
+# once, stamped with the packet's time (VP9's hidden frames travel inside the packet of
+# the frame that shows them), so packets after a target need not be decoded.
+IN_ORDER_CODECS = frozenset({"vp8", "vp9"})
 
 
 # Cores each process may give its decoder threads; the extract pool sets it in every
