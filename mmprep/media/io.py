@@ -110,8 +110,15 @@ def rewind_for(container, stream) -> bool:
 
     if container.format.name.split(",")[0] not in _REWINDABLE:
         return False
+    first = stream.start_time or 0
+    entries = getattr(stream, "index_entries", None)  # PyAV >= 14
+    if entries is not None and len(entries):
+        # MP4 stamps AAC's priming packet before the start (e.g. -1024): a seek to the
+        # start would skip it, and the decoder would lose its overlap (wrong samples for
+        # the first 1024 source samples)
+        first = min(first, entries[0].timestamp)
     try:
-        container.seek(stream.start_time or 0, stream=stream, backward=True)
+        container.seek(first, stream=stream, backward=True)
     except (av.error.FFmpegError, OSError, ValueError):
         return False
     return True
