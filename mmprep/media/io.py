@@ -104,15 +104,18 @@ def is_local_file(source: Any) -> bool:
 def rewind_for(container, stream) -> bool:
     """Seek ``container`` back to the first packet of ``stream``, so that decoding it
     gives what a freshly opened container gives (mov restores its priming-sample skip on
-    a seek to the start). False, and nothing else done, where the demuxer is not known
-    to seek exactly or the seek fails: then the caller opens the file again."""
+    a seek to the first packet). False, and nothing else done, where the demuxer is not
+    known to seek exactly, the first packet's time is unknown (PyAV < 14) or the seek
+    fails: then the caller opens the file again."""
     import av
 
     if container.format.name.split(",")[0] not in _REWINDABLE:
         return False
     first = stream.start_time or 0
     entries = getattr(stream, "index_entries", None)  # PyAV >= 14
-    if entries is not None and len(entries):
+    if entries is None:
+        return False  # the first packet's time is unknown
+    if len(entries):
         # MP4 stamps AAC's priming packet before the start (e.g. -1024): a seek to the
         # start would skip it, and the decoder would lose its overlap (wrong samples for
         # the first 1024 source samples)
