@@ -482,3 +482,23 @@ def test_each_run_records_the_hash_of_its_own_config(sample_data, tmp_path):
             assert {m["pipeline_hash"] for m in metas} == {cfg.content_hash()}
             hashes[workers, size] = cfg.content_hash()
     assert hashes[0, 32] == hashes[1, 32] != hashes[0, 48] == hashes[1, 48]
+
+
+def test_shard_features_equal_the_stages_run_on_their_own(sample_data, tmp_path):
+    """extract opens each file once (the audio stage rewinds the video stage's
+    container): the shards' frames and features are those of the stages run alone on a
+    fresh open, including the first fbank frames of clips that start at 0 (MP4 puts
+    AAC's priming packet before the start)."""
+    from mmprep.media.audio import audio_features
+    from mmprep.media.video import sample_frames, sample_seed
+
+    samples = read_manifest(sample_data)
+    cfg = small_cfg(video={"format": "raw"})
+    extract(samples, tmp_path / "out", cfg, QUIET)
+    got = {s["__key__"]: s for s in read_back(tmp_path / "out")}
+    for s in samples:
+        seed = sample_seed(cfg.seed, s.key)
+        fs = sample_frames(s.source, cfg.video, seed=seed)
+        np.testing.assert_array_equal(got[s.key]["frames.npy"], np.stack(fs.frames))
+        af = audio_features(s.source, cfg.audio, seed=seed)
+        np.testing.assert_array_equal(got[s.key]["mel.npy"], af.mel)
