@@ -177,3 +177,40 @@ def test_4k_video_stays_within_bounded_memory(tmp_path):
 
     # Twelve decoded 4K RGB frames alone would take 300 MB.
     assert peak_mb(big) - peak_mb(small) < 150
+
+
+def test_an_audio_stream_the_demuxer_cannot_seek_is_read_from_the_start(tmp_path):
+    """An AVI whose audio stream has no packets (an encoder that died after writing the
+    header): FFmpeg refuses to seek that stream. A clip cut after the first second must
+    not fail on the seek: the audio is read from the start of a fresh open (here: no
+    samples, so the missing-audio policy applies), and the frames come out as usual."""
+    import av
+
+    from mmprep.media.audio import decode_audio
+    from mmprep.synthetic.media import code_frame
+
+    path = tmp_path / "silent_stream.avi"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=24)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        out.add_stream("mp2", rate=44100)  # declared, never written
+        for i in range(72):
+            frame = av.VideoFrame.from_ndarray(code_frame(i, 64, 48), format="rgb24")
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    # the premise: the audio stream refuses to seek
+    with av.open(str(path)) as c, pytest.raises(av.error.FFmpegError):
+        c.seek(1000, stream=c.streams.audio[0], backward=True)
+    wave = decode_audio(str(path), 16000, start=1.5, end=2.5)
+    assert wave is not None and wave.samples.shape == (0,)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"key": "k", "video": str(path), "caption": "x",
+                                    "start": 1.5, "end": 2.5}) + "\n")
+    cfg = from_dict(ExtractConfig, {"video": {"num_frames": 2, "size": 32},
+                                    "audio": {"target_frames": 64}})
+    summary = extract(read_manifest(manifest), tmp_path / "out", cfg,
+                      RunOptions(progress=False, pool=PoolOptions(workers=0)))
+    assert summary.ok == 1 and summary.failed == 0
+    sample = next(iter(wds.WebDataset(shard_files(tmp_path / "out"), shardshuffle=False)))
+    meta = json.loads(sample["json"])
+    assert meta["has_audio"] is False and meta["audio"]["missing_reason"]

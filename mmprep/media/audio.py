@@ -179,9 +179,11 @@ def decode_audio(
         if fast is not None:
             (chunks, first_time), bad = fast, 0
         else:
-            if lo > SEEK_AFTER:
-                container.seek(int((lo - 0.5) / tb) + origin, stream=stream, backward=True)
-            chunks, first_time, bad = _decode_frames(container, stream, sample_rate, hi)
+            if lo > SEEK_AFTER and not _seek_before(container, stream,
+                                                    int((lo - 0.5) / tb) + origin):
+                chunks, first_time, bad = _decode_fresh(source, sample_rate, hi)
+            else:
+                chunks, first_time, bad = _decode_frames(container, stream, sample_rate, hi)
         wave = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         first_time = first_time or 0.0
         a = max(0, int(round((lo - first_time) * sample_rate)))
@@ -200,6 +202,29 @@ def decode_audio(
 # Clips starting later than this (seconds) are reached by a seek, earlier ones by decoding
 # from the start.
 SEEK_AFTER = 1.0
+
+
+def _seek_before(container, stream, ts: int) -> bool:
+    """Seek to the packet at or before ``ts``; False where the demuxer refuses (e.g. an
+    AVI audio stream without an index: FFmpeg's generic seek reads ahead and gives up,
+    leaving the container anywhere)."""
+    import av
+
+    try:
+        container.seek(ts, stream=stream, backward=True)
+    except av.error.FFmpegError:
+        return False
+    return True
+
+
+def _decode_fresh(source: Any, sample_rate: int, hi: float | None):
+    """``_decode_frames`` on a fresh open of ``source``, from its start (slower than a
+    seek, the same samples)."""
+    if hasattr(source, "seek"):
+        source.seek(0)
+    with open_media(source, stage="audio") as container:
+        return _decode_frames(container, container.streams.audio[0], sample_rate, hi)
+
 
 # The filter graph opens the file a second time (~10 ms for a small MP4 here); below a
 # few seconds of audio, decoding frame by frame in the open container costs less.

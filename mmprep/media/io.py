@@ -107,18 +107,23 @@ def rewind_for(container, stream) -> bool:
     a seek to the first packet). False, and nothing else done, where the demuxer is not
     known to seek exactly, the first packet's time is unknown (PyAV < 14) or the seek
     fails: then the caller opens the file again."""
-    import av
-
     if container.format.name.split(",")[0] not in _REWINDABLE:
         return False
-    first = stream.start_time or 0
-    entries = getattr(stream, "index_entries", None)  # PyAV >= 14
-    if entries is None:
+    if getattr(stream, "index_entries", None) is None:  # PyAV >= 14 has them
         return False  # the first packet's time is unknown
-    if len(entries):
-        # MP4 stamps AAC's priming packet before the start (e.g. -1024): a seek to the
-        # start would skip it, and the decoder would lose its overlap (wrong samples for
-        # the first 1024 source samples)
+    return seek_to_first_packet(container, stream)
+
+
+def seek_to_first_packet(container, stream) -> bool:
+    """Seek to the first packet of ``stream`` (False where the demuxer refuses). Not
+    to its start time: MP4 stamps AAC's priming packet before the start (e.g. -1024),
+    and a decoder that skipped it would lose its overlap (wrong samples for the first
+    1024 source samples)."""
+    import av
+
+    first = stream.start_time or 0
+    entries = getattr(stream, "index_entries", None)
+    if entries is not None and len(entries):
         first = min(first, entries[0].timestamp)
     try:
         container.seek(first, stream=stream, backward=True)
