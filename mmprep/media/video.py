@@ -219,6 +219,10 @@ class FrameReader:
         if entries is None:
             return None
         if sum(1 for e in entries if e.is_keyframe) < 2:
+            if not self.container.format.name.startswith("matroska"):
+                # no index to load; and a seek to the start is not exact everywhere
+                # (MPEG-TS can land on a later keyframe), so nothing is moved
+                return None
             try:
                 self.container.seek(self.origin, stream=self.stream, backward=True)
             except Exception:  # noqa: BLE001 - an unseekable input keeps the fallback
@@ -354,8 +358,25 @@ class FrameReader:
                 break
             i -= 1  # the seek overshot (index and frames disagree): the keyframe before
             self._seek_to(self._kf_seek[i])
-        if self.pending is not None and self.pending[0] > t + _EPS and t > 0:
-            self._seek_to(self.origin)  # broken or coarse index: start from the beginning
+        if self.pending is None or (self.pending[0] > t + _EPS and t > 0):
+            # Landed at the end or past the target: a broken or coarse index, or a
+            # demuxer whose seeks are not exact (MPEG-TS lands on a later packet). Start
+            # from the beginning and seek no more in this stream.
+            self.allow_seek = False
+            self._seek_to_start()
+
+    def _seek_to_start(self) -> None:
+        """Back to the first packet. A seek to the stream's start time is exact for MP4
+        and Matroska; MPEG-TS lands on the first packet after it, so elsewhere a seek to
+        a time far before the start comes first (it lands on the first packet there)."""
+        exact = self.container.format.name.startswith(("mov", "matroska"))
+        for ts in ((self.origin,) if exact else (self.origin - (1 << 40), self.origin)):
+            try:
+                self._seek_to(ts)
+            except Exception:  # noqa: BLE001 - a demuxer that refuses: try the next
+                continue
+            if self.pending is None or self.pending[0] <= self.frame_step + _EPS:
+                return
 
     def _run_to(self, t: float) -> tuple[float, Any] | None:
         while True:
@@ -392,7 +413,7 @@ class FrameReader:
                 if self.allow_seek:
                     self._seek(t)
                 else:
-                    self._seek_to(self.origin)
+                    self._seek_to_start()
                 item = self._run_to(t)
             finally:
                 self._manage_skip = self.skip_nonref
@@ -508,7 +529,8 @@ def sample_frames(
             if times is not None:
                 targets = sorted(float(t) for t in times)
             if times is None and cfg.sampling == "keyframes":
-                wanted = _thin(keyframe_times(container, stream, lo, hi), cfg.max_frames)
+                wanted = _thin(_keyframes_in(source, container, stream, lo, hi),
+                               cfg.max_frames)
                 _check_count(len(wanted), cfg)
                 remaining = set(wanted)
                 for ts, frame in reader.keyframes(lo):
@@ -590,6 +612,16 @@ def _check_count(n: int, cfg: VideoConfig) -> None:
             f"{n} frames requested for one clip (limit {MAX_FRAMES_PER_CLIP}); "
             "set video.max_frames (--max-frames) to thin them",
         )
+
+
+def _keyframes_in(source: Any, container, stream, lo: float, hi: float) -> list[float]:
+    """``keyframe_times``, scanned in a second opening of ``source`` when it can be
+    opened again (a path or URL), so that ``container`` stays where it is: the seek back
+    after a scan is not exact everywhere (MPEG-TS can land on a later keyframe)."""
+    if not isinstance(source, str) and not hasattr(source, "__fspath__"):
+        return keyframe_times(container, stream, lo, hi)
+    with open_media(source, stage="video") as scan:
+        return keyframe_times(scan, scan.streams.video[0], lo, hi)
 
 
 def keyframe_times(container, stream, lo: float, hi: float) -> list[float]:
