@@ -111,10 +111,22 @@ def test_skipping_decodes_fewer_frames_with_bframes(tmp_path):
     assert skip.stats["decoded"] < full.stats["decoded"]
 
 
-def _reader(path, **kw):
+def _reader(path, threads: int | None = None, **kw):
     c = av.open(str(path))
     st = c.streams.video[0]
+    if threads is not None:
+        st.codec_context.thread_count = threads
     return c, FrameReader(c, st, **kw)
+
+
+def _check_targets(c, reader, frames, targets):
+    """The reader gives the frame a full decode shows at each target, in order."""
+    with c:
+        for n, t in enumerate(targets):
+            got_t, frame = reader.frame_at(t, last=n == len(targets) - 1)
+            i = on_screen(frames, t)
+            assert got_t == pytest.approx(frames[i][0], abs=1e-6)
+            assert np.array_equal(frame.to_ndarray(format="rgb24"), frames[i][1])
 
 
 def test_a_target_that_is_a_non_reference_frame(clip):
@@ -136,13 +148,7 @@ def test_seeks_near_the_end(clip):
     end = frames[-1][0]
     targets = [end - 0.5, end - 0.06, end - 1e-4, end, end + 0.5]
     for skip in (True, False):
-        c, reader = _reader(clip, skip_nonref=skip)
-        with c:
-            for n, t in enumerate(targets):
-                got_t, frame = reader.frame_at(t, last=n == len(targets) - 1)
-                i = on_screen(frames, t)
-                assert got_t == pytest.approx(frames[i][0], abs=1e-6)
-                assert np.array_equal(frame.to_ndarray(format="rgb24"), frames[i][1])
+        _check_targets(*_reader(clip, skip_nonref=skip), frames, targets)
 
 
 def test_a_single_late_target_seeks_to_its_keyframe(clip):
@@ -217,16 +223,9 @@ def test_held_packets_near_the_end_and_before_the_first_frame(tmp_path, maker):
     end = frames[-1][0]
     for targets in ([0.0, end - 0.5, end - 0.06, end - 1e-4, end, end + 0.5],
                     [frames[5][0] - 1e-3, frames[5][0], frames[6][0] - 1e-3]):
-        c = av.open(str(path))
-        st = c.streams.video[0]
-        st.codec_context.thread_count = 1
-        reader = FrameReader(c, st)
-        with c:
-            for n, t in enumerate(targets):
-                got_t, frame = reader.frame_at(t, last=n == len(targets) - 1)
-                i = on_screen(frames, t)
-                assert got_t == pytest.approx(frames[i][0], abs=1e-6)
-                assert np.array_equal(frame.to_ndarray(format="rgb24"), frames[i][1])
+        c, reader = _reader(path, threads=1)
+        assert reader._hold  # the packets after each target are held
+        _check_targets(c, reader, frames, targets)
 
 
 def test_hardware_decoding_falls_back_to_the_cpu_without_a_flag(tmp_path):
