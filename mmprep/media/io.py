@@ -114,19 +114,31 @@ def rewind_for(container, stream) -> bool:
     return seek_to_first_packet(container, stream)
 
 
-def seek_to_first_packet(container, stream) -> bool:
-    """Seek to the first packet of ``stream`` (False where the demuxer refuses). Not
-    to its start time: MP4 stamps AAC's priming packet before the start (e.g. -1024),
-    and a decoder that skipped it would lose its overlap (wrong samples for the first
-    1024 source samples)."""
-    import av
-
-    first = stream.start_time or 0
+def first_packet_times(container, stream) -> tuple[int, ...]:
+    """Timestamps (in ``stream``'s time base) to seek to, in order, to land on the first
+    packet of ``stream``. With an index (a sample table, cues): the first entry, not the
+    start time (MP4 stamps AAC's priming packet before the start, e.g. -1024, and a
+    decoder that skipped it would lose its overlap). Matroska without entries: the start
+    (its cues load on that seek). Elsewhere (MPEG-TS lands on the first packet *after* a
+    time): a time far before the start first, then the start."""
+    origin = stream.start_time or 0
     entries = getattr(stream, "index_entries", None)
     if entries is not None and len(entries):
-        first = min(first, entries[0].timestamp)
-    try:
-        container.seek(first, stream=stream, backward=True)
-    except (av.error.FFmpegError, OSError, ValueError):
-        return False
-    return True
+        return (min(origin, entries[0].timestamp),)
+    if container.format.name.startswith("matroska"):
+        return (origin,)
+    return (origin - (1 << 40), origin)
+
+
+def seek_to_first_packet(container, stream) -> bool:
+    """Seek to the first packet of ``stream`` (``first_packet_times``); False where the
+    demuxer refuses every try."""
+    import av
+
+    for ts in first_packet_times(container, stream):
+        try:
+            container.seek(ts, stream=stream, backward=True)
+        except (av.error.FFmpegError, OSError, ValueError):
+            continue
+        return True
+    return False

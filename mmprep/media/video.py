@@ -21,7 +21,7 @@ import numpy as np
 
 from mmprep.errors import SampleError
 from mmprep.media.frames import Interpolation, ResizeMode, normalize_rotation, plan_geometry, render
-from mmprep.media.io import open_media
+from mmprep.media.io import first_packet_times, open_media
 from mmprep.media.norms import pixel_norm
 
 Sampling = Literal["uniform", "random", "fps", "keyframes"]
@@ -366,11 +366,9 @@ class FrameReader:
             self._seek_to_start()
 
     def _seek_to_start(self) -> None:
-        """Back to the first packet. A seek to the stream's start time is exact for MP4
-        and Matroska; MPEG-TS lands on the first packet after it, so elsewhere a seek to
-        a time far before the start comes first (it lands on the first packet there)."""
-        exact = self.container.format.name.startswith(("mov", "matroska"))
-        for ts in ((self.origin,) if exact else (self.origin - (1 << 40), self.origin)):
+        """Back to the first packet (``first_packet_times``: where each demuxer lands
+        there), trying the next time while a seek lands later than the first frame."""
+        for ts in first_packet_times(self.container, self.stream):
             try:
                 self._seek_to(ts)
             except Exception:  # noqa: BLE001 - a demuxer that refuses: try the next
