@@ -188,7 +188,11 @@ def test_block_resampling_gives_the_per_frame_samples(stereo_48k, wav_16k, media
     s16 = encode_clip(media_dir / "stereo_s16.wav", None, sample_rate=22050,
                       audio=np.stack([tone(1.5, 22050, 300.0)[0], tone(1.5, 22050, 500.0)[0]]),
                       audio_codec="pcm_s16le")
-    for path in (stereo_48k, wav_16k, s16):
+    # Six channels at 44.1 kHz: the mix to mono (before resampling) follows FFmpeg's matrix.
+    six = encode_clip(media_dir / "six_channels.wav", None, sample_rate=44100,
+                      audio=np.stack([tone(1.0, 44100, 200.0 + 100 * k)[0] for k in range(6)]),
+                      audio_codec="pcm_s16le")
+    for path in (stereo_48k, wav_16k, s16, six):
         want = _per_frame_resample(path, 16000)
         with av.open(str(path)) as c:
             got = np.concatenate(audio._decode_frames(c, c.streams.audio[0], 16000, None)[0])

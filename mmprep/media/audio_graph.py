@@ -1,8 +1,10 @@
 """Decode + resample of a whole local audio track inside one FFmpeg filter graph.
 
-``amovie`` reads and decodes the track and ``aformat`` converts it to mono float32 at
-the target rate through the same automatically inserted libswresample stage PyAV's
-``AudioResampler`` uses, so the samples are those of ``decode_audio``'s frame loop; but
+``amovie`` reads and decodes the track and two ``aformat`` filters mix it down to mono
+at the source rate, then resample it to float32 at the target rate, through the same
+automatically inserted libswresample stages PyAV's ``AudioResampler`` uses in
+``decode_audio``'s frame loop (mixing first: see ``_MixThenResample``), so the samples
+are those of the frame loop; but
 no Python runs per 1024-sample frame, only per 65536-sample block. Used for local files
 whose path needs no escaping in a filter graph; ``None`` (the caller decodes frame by
 frame) for anything else or for a track that ends short of its declared duration.
@@ -39,6 +41,7 @@ def decode_in_graph(path: str, stream, rate: int, hi: float | None
 
     origin = (stream.start_time or 0) * float(stream.time_base)
     graph = (f"amovie={path}:si={stream.index},"
+             "aformat=sample_fmts=fltp:channel_layouts=mono,"
              f"aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=mono,"
              f"asetnsamples=n={BLOCK}:p=0")
     chunks: list[np.ndarray] = []
