@@ -418,6 +418,37 @@ def test_shard_writer_writes_the_bytes_of_tarfile(tmp_path):
     assert keys == [k for k, _ in samples]
 
 
+@pytest.mark.parametrize("max_bytes", [1, 12_000, 25_000, 40_000])
+def test_max_bytes_bounds_each_part_file(tmp_path, max_bytes):
+    """A part's file, pax records of long names and the end-of-archive record included,
+    stays within max_bytes unless its one sample alone is larger; nothing is lost."""
+    import webdataset as wds
+
+    from mmprep.shards.folder import open_output
+    from mmprep.shards.writer import ShardWriter, tar_file_size
+
+    rng = np.random.default_rng(0)
+    samples = [(("k" * 150 if i % 3 == 0 else f"s{i:03d}") + str(i),
+                [("json", b"{}"), ("bin", bytes(int(rng.integers(0, 9000))))])
+               for i in range(30)]
+    store = open_output(tmp_path / "out")
+    writer = ShardWriter(store, "t", 0, max_bytes=max_bytes)
+    sizes = [writer.write(key, members) for key, members in samples]
+    parts = writer.close()
+    keys = []
+    for part in parts:
+        path = tmp_path / "out" / part["file"]
+        # write() returns each sample's exact bytes: the part is their sum plus the end
+        assert path.stat().st_size == part["bytes"] == tar_file_size(
+            sum(sizes[len(keys):len(keys) + part["samples"]]))
+        if part["samples"] > 1:
+            assert part["bytes"] <= max_bytes
+        keys += [s["__key__"] for s in wds.WebDataset(str(path), shardshuffle=False)]
+    assert keys == [k for k, _ in samples]
+    if max_bytes == 1:
+        assert len(parts) == len(samples)
+
+
 def test_header_scan_agrees_with_tarfile(tmp_path):
     """The index is built by reading only the ustar headers of mmprep's tars; for any
     other tar (pax records, GNU format, damage) tarfile reads it: same answer, same

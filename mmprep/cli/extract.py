@@ -91,7 +91,8 @@ EXTRACT_OPTIONS = [
 @click.option("--key-column", help="Column with the sample key (default: key).")
 @config_options(ExtractConfig, EXTRACT_OPTIONS)
 @click.option("--max-shard-bytes",
-              help="Split a shard's tar above this size, e.g. 1GB (default: no limit).")
+              help="Split a shard into tar parts of at most this size, e.g. 1GB (a "
+                   "single larger sample gets a part of its own; default: no limit).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Set any config field, e.g. --set audio.slice_sampling=random.")
 @click.option("--overwrite", is_flag=True, help="Delete existing shards and start fresh.")

@@ -42,6 +42,13 @@ def member_header(name: str, size: int) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
 
 
+def tar_file_size(member_bytes: int) -> int:
+    """Size of a tar file whose members take ``member_bytes``: plus the end-of-archive
+    marker (two zero blocks), rounded up to whole 10 KiB records (as ``tarfile``)."""
+    end = member_bytes + 2 * _BLOCK
+    return end + -end % _RECORD
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
@@ -83,8 +90,8 @@ class ShardWriter:
     def _close_part(self) -> None:
         if self._fh is None:
             return
-        end = self._fh.tell() + 2 * _BLOCK  # the end-of-archive marker, then a whole record
-        self._fh.write(b"\0" * (2 * _BLOCK + -end % _RECORD))
+        end = self._fh.tell()  # the end-of-archive marker, then padding to a whole record
+        self._fh.write(b"\0" * (tar_file_size(end) - end))
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
@@ -96,19 +103,20 @@ class ShardWriter:
         self.store.commit(self._tmp, self.parts[-1]["file"])
 
     def write(self, key: str, members: Iterable[tuple[str, bytes]]) -> int:
-        """Add one sample (``KEY.suffix`` members); returns its size in bytes."""
-        members = list(members)
-        size = sum(512 + -(-len(data) // 512) * 512 for _, data in members)
+        """Add one sample (``KEY.suffix`` members); returns its size in bytes (headers,
+        pax records and padding included). With ``max_bytes``, a part's file (end of
+        archive included) stays within it unless its one sample alone is larger."""
+        members = [(f"{key}.{suffix}", data) for suffix, data in members]
+        headers = [member_header(name, len(data)) for name, data in members]
+        size = sum(len(h) + len(d) + -len(d) % _BLOCK for h, (_, d) in zip(headers, members))
         if self._fh is None:
             self._open_part()
         elif self.max_bytes is not None and self._part_samples and (
-            self._part_bytes + size > self.max_bytes
+            tar_file_size(self._part_bytes + size) > self.max_bytes
         ):
             self._close_part()
             self._open_part()
-        for suffix, data in members:
-            name = f"{key}.{suffix}"
-            header = member_header(name, len(data))
+        for header, (name, data) in zip(headers, members):
             pad = -len(data) % _BLOCK
             self._fh.write(header)
             self._fh.write(data)
