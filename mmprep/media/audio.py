@@ -96,8 +96,15 @@ class Waveform:
         return self.samples.shape[0] / self.sample_rate
 
 
-def _decode_frames(container, stream, sample_rate: int, hi: float | None):
-    """Demux and decode frame by frame (bad packets skipped), resampling in blocks."""
+def _decode_frames(container, stream, sample_rate: int, hi: float | None,
+                   align: bool = False):
+    """Demux and decode frame by frame (bad packets skipped), resampling in blocks.
+
+    ``align`` (after a seek): the first source samples are dropped up to one whose
+    offset from the stream's start falls on the output rate's grid (a multiple of
+    ``source rate / gcd(source rate, rate)`` samples), so the resampled samples sit at
+    the times of those of a decode from the start, not up to half an output sample off.
+    """
     import av
 
     origin = stream.start_time or 0
@@ -119,6 +126,11 @@ def _decode_frames(container, stream, sample_rate: int, hi: float | None):
             for frame in frames:
                 if first_time is None:
                     first_time = ((frame.pts - origin) * tb) if frame.pts is not None else 0.0
+                    if align and frame.pts is not None and frame.sample_rate:
+                        src = frame.sample_rate
+                        offset = round(first_time * src)  # in source samples
+                        block.skip = -offset % (src // math.gcd(src, sample_rate))
+                        first_time = (offset + block.skip) / src
                 block.add(frame)
                 decoded += frame.samples / (frame.sample_rate or 1)
             if hi is not None and first_time is not None and (
@@ -183,7 +195,8 @@ def decode_audio(
                                                     int((lo - 0.5) / tb) + origin):
                 chunks, first_time, bad = _decode_fresh(source, sample_rate, hi)
             else:
-                chunks, first_time, bad = _decode_frames(container, stream, sample_rate, hi)
+                chunks, first_time, bad = _decode_frames(container, stream, sample_rate, hi,
+                                                         align=lo > SEEK_AFTER)
         wave = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         first_time = first_time or 0.0
         a = max(0, int(round((lo - first_time) * sample_rate)))
@@ -268,6 +281,7 @@ class _Blocks:
         self.key: tuple | None = None
         self.dtype = None
         self.count = 0
+        self.skip = 0  # source samples still to drop from the start
         self.out: list[np.ndarray] = []
 
     def add(self, frame) -> None:
@@ -283,11 +297,19 @@ class _Blocks:
         else:
             n = frame.samples * self.width  # plane buffers may be padded beyond the samples
             arrays = [np.frombuffer(p, dtype=self.dtype, count=n) for p in frame.planes]
+        samples = frame.samples
+        if self.skip:
+            drop = min(self.skip, samples)
+            self.skip -= drop
+            samples -= drop
+            if not samples:
+                return
+            arrays = [a[drop * self.width:] for a in arrays]
         if not self.planes:
             self.planes = [[] for _ in arrays]
         for dst, arr in zip(self.planes, arrays):
             dst.append(arr)
-        self.count += frame.samples
+        self.count += samples
         if self.count >= self.BLOCK_SAMPLES:
             self.flush()
 
