@@ -214,3 +214,32 @@ def test_an_audio_stream_the_demuxer_cannot_seek_is_read_from_the_start(tmp_path
     sample = next(iter(wds.WebDataset(shard_files(tmp_path / "out"), shardshuffle=False)))
     meta = json.loads(sample["json"])
     assert meta["has_audio"] is False and meta["audio"]["missing_reason"]
+
+
+@pytest.mark.parametrize("seconds", [1.5, 3.0])
+def test_audio_whose_channels_and_rate_change_midstream_is_decoded_whole(tmp_path, seconds):
+    """Two MPEG-TS recordings joined byte for byte (a broadcast capture, `cat a.ts b.ts`):
+    mono 44.1 kHz AAC, then stereo 48 kHz. A resampler takes one setup, so the change
+    needs a new one (it raised "Frame does not match AudioResampler setup"); both parts
+    come out, each at its pitch, and extract writes the sample."""
+    from mmprep.media.audio import decode_audio
+
+    a = encode_clip(tmp_path / "a.ts", None, audio=tone(seconds, 44100, 300.0),
+                    sample_rate=44100, container_format="mpegts")
+    b = encode_clip(tmp_path / "b.ts", None, audio=tone(seconds, 48000, 500.0, channels=2),
+                    sample_rate=48000, container_format="mpegts")
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    wave = decode_audio(str(joined), 16000)
+    assert wave.samples.shape[0] == pytest.approx(2 * seconds * 16000, abs=0.1 * 16000)
+    for at, pitch in ((0.25, 300), (0.75, 500)):
+        mid = int(at * wave.samples.shape[0])
+        spectrum = np.abs(np.fft.rfft(wave.samples[mid - 4000:mid + 4000]))
+        assert np.argmax(spectrum) * 2 == pytest.approx(pitch, abs=4)  # 2 Hz bins
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"key": "k", "video": str(joined), "caption": "x"}) + "\n")
+    cfg = from_dict(ExtractConfig, {"video": {"enabled": False},
+                                    "audio": {"target_frames": 64}})
+    summary = extract(read_manifest(manifest), tmp_path / "out", cfg,
+                      RunOptions(progress=False, pool=PoolOptions(workers=0)))
+    assert summary.ok == 1 and summary.failed == 0

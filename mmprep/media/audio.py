@@ -110,7 +110,7 @@ def _decode_frames(container, stream, sample_rate: int, hi: float | None,
     origin = stream.start_time or 0
     ctx = stream.codec_context
     tb = float(stream.time_base) if stream.time_base else 1.0 / (ctx.sample_rate or 1)
-    block = _Blocks(_MixThenResample(sample_rate))
+    block = _Blocks(lambda: _MixThenResample(sample_rate))
     first_time: float | None = None
     bad = 0
     decoded = 0.0  # seconds of source audio decoded
@@ -275,8 +275,9 @@ class _Blocks:
 
     BLOCK_SAMPLES = 1 << 17
 
-    def __init__(self, resampler):
-        self.resampler = resampler
+    def __init__(self, make_resampler):
+        self.make_resampler = make_resampler
+        self.resampler = None
         self.planes: list[list[np.ndarray]] = []
         self.key: tuple | None = None
         self.dtype = None
@@ -287,8 +288,10 @@ class _Blocks:
     def add(self, frame) -> None:
         fmt = frame.format.name
         key = (fmt, frame.layout.name, frame.sample_rate)
-        if key != self.key:
+        if key != self.key:  # the first frame, or the stream changed format, layout or rate
             self.flush()
+            self._drain()  # a resampler takes one setup: the old one gives what it holds
+            self.resampler = self.make_resampler()
             self.key, self.dtype = key, _DTYPES.get(fmt.rstrip("p"))
             self.planar = fmt.endswith("p")
             self.width = 1 if self.planar else len(frame.layout.channels)
@@ -328,10 +331,16 @@ class _Blocks:
     def _take(self, frames) -> None:
         self.out.extend(f.to_ndarray().reshape(-1) for f in frames)
 
+    def _drain(self) -> None:
+        if self.resampler is not None:
+            self._take(self.resampler.resample(None))
+
     def finish(self) -> list[np.ndarray]:
         self.flush()
-        self._take(self.resampler.resample(None))
+        self._drain()
         return self.out
+
+
 PANNS_FMIN = 50.0  # PANNs CNN14's mel range: 50 Hz to min(14 kHz, Nyquist)
 
 
