@@ -311,3 +311,18 @@ def test_a_late_start_is_cut_on_the_grid_of_a_full_decode(media_dir, name, rate,
         want = full[a:a + got.shape[0]]
         assert got.shape[0] > 8000 and got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-3 if codec == "aac" else 1e-4)
+
+
+def test_a_late_start_at_an_odd_rate_keeps_its_whole_length(media_dir):
+    """11127 Hz to 16 kHz has a 1 s grid step (gcd 1): putting the seek on the grid would
+    drop more than the seek's lead before the clip, so it is not done (the samples may
+    sit up to half an output sample off a full decode) and the clip keeps its length."""
+    rate = 11127
+    path = encode_clip(media_dir / "odd_rate.wav", None, audio=tone(5.0, rate, 300.0),
+                       sample_rate=rate, audio_codec="pcm_s16le")
+    full = decode_audio(path, 16000).samples
+    for start in (1.7, 2.0003, 3.33):
+        got = decode_audio(path, 16000, start=start, end=start + 1.0).samples
+        a = int(round(start * 16000))
+        assert got.shape == (16000,)
+        np.testing.assert_allclose(got, full[a:a + 16000], atol=0.02)  # a 300 Hz tone

@@ -104,6 +104,8 @@ def _decode_frames(container, stream, sample_rate: int, hi: float | None,
     offset from the stream's start falls on the output rate's grid (a multiple of
     ``source rate / gcd(source rate, rate)`` samples), so the resampled samples sit at
     the times of those of a decode from the start, not up to half an output sample off.
+    Not for rates whose grid step is longer than ``ALIGN_MAX_SECONDS`` (e.g. 11127 Hz to
+    16 kHz: 1 s), where the drop would eat into the seek's lead before the clip.
     """
     import av
 
@@ -129,8 +131,11 @@ def _decode_frames(container, stream, sample_rate: int, hi: float | None,
                     if align and frame.pts is not None and frame.sample_rate:
                         src = frame.sample_rate
                         offset = round(first_time * src)  # in source samples
-                        block.skip = -offset % (src // math.gcd(src, sample_rate))
-                        first_time = (offset + block.skip) / src
+                        skip = -offset % (src // math.gcd(src, sample_rate))
+                        if skip <= ALIGN_MAX_SECONDS * src:
+                            block.skip = skip
+                            first_time = (offset + skip) / src
+                            decoded = -skip / src  # coverage starts after the skip
                 block.add(frame)
                 decoded += frame.samples / (frame.sample_rate or 1)
             if hi is not None and first_time is not None and (
@@ -192,7 +197,7 @@ def decode_audio(
             (chunks, first_time), bad = fast, 0
         else:
             if lo > SEEK_AFTER and not _seek_before(container, stream,
-                                                    int((lo - 0.5) / tb) + origin):
+                                                    int((lo - SEEK_LEAD) / tb) + origin):
                 chunks, first_time, bad = _decode_fresh(source, sample_rate, hi)
             else:
                 chunks, first_time, bad = _decode_frames(container, stream, sample_rate, hi,
@@ -215,6 +220,11 @@ def decode_audio(
 # Clips starting later than this (seconds) are reached by a seek, earlier ones by decoding
 # from the start.
 SEEK_AFTER = 1.0
+# The seek lands this long (seconds) before the clip: the decoder and resampler settle.
+SEEK_LEAD = 0.5
+# Longest drop (seconds) to put a seek on the output grid; well inside SEEK_LEAD. Common
+# rates need at most 40 ms (11025 Hz to 16 kHz: 441 samples).
+ALIGN_MAX_SECONDS = 0.1
 
 
 def _seek_before(container, stream, ts: int) -> bool:
